@@ -1,0 +1,652 @@
+package fairshare
+
+import (
+	"container/heap"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/fairlease/fairlease/lease"
+)
+
+// plan is a decision before it is committed.
+type plan struct {
+	kind    lease.Kind
+	queued  bool // deferred without a firm time
+	t       int64
+	allocs  []alloc
+	inShare bool
+	reason  lease.Reason
+	msg     string
+	site    string
+	early   int64 // earliest local start found, for rejections and overflows
+}
+
+// Submit decides r at now and commits the decision.
+func (e *Engine) Submit(now time.Time, r lease.Request) lease.Decision {
+	e.setNow(now)
+	x, p := e.decide(r)
+	if x != nil {
+		e.commit(x, &p)
+	}
+	return e.decision(x, p)
+}
+
+// WhatIf answers what Submit would, changing nothing.
+func (e *Engine) WhatIf(now time.Time, r lease.Request) lease.Decision {
+	e.setNow(now)
+	x, p := e.decide(r)
+	if x != nil {
+		e.drop(x.g) // undo the activation decide did
+	}
+	return e.decision(x, p)
+}
+
+func reject(reason lease.Reason, format string, args ...any) plan {
+	return plan{kind: lease.Rejected, reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+// decide works out what to do with r. A non-nil entry means the group was
+// activated for the decision; commit or drop it.
+func (e *Engine) decide(r lease.Request) (*entry, plan) {
+	if err := r.Validate(); err != nil {
+		return nil, reject(lease.ReasonInvalid, "%v", err)
+	}
+	if _, dup := e.leases[r.ID]; dup {
+		return nil, reject(lease.ReasonInvalid, "a request with id %q exists already", r.ID)
+	}
+	g, err := e.groupFor(r.Group)
+	if err != nil {
+		return nil, reject(lease.ReasonUnknownGroup, "%v", err)
+	}
+	x := &entry{req: r, g: g, vm: r.Shape.Resources(), d: int64(r.Duration), submit: e.now}
+	x.need = r.Total()
+	x.earliest = max(e.now, toTick(r.EarliestStart))
+	x.startBy = never
+	if !r.StartBy.IsZero() {
+		x.startBy = toTick(r.StartBy)
+	} else if p := e.pol.Patience; p > 0 {
+		x.startBy = x.earliest + int64(p)
+	}
+	if msg, ok := e.tooLarge(x); !ok {
+		return nil, reject(lease.ReasonTooLarge, "%s", msg)
+	}
+	switch {
+	case g.maxLease > 0 && x.d > g.maxLease:
+		return nil, reject(lease.ReasonTooLong, "%s asks for %s; group %s may lease at most %s",
+			r.ID, fmtDur(r.Duration), g.id, fmtDur(time.Duration(g.maxLease)))
+	case g.maxVMs > 0 && r.Count > g.maxVMs:
+		return nil, reject(lease.ReasonQuota, "%d VMs asked; group %s may ask for at most %d in one request", r.Count, g.id, g.maxVMs)
+	case !x.need.Fits(g.limit):
+		return nil, reject(lease.ReasonQuota, "%d cores / %d MiB asked; group %s may hold at most %d cores / %d MiB",
+			x.need.Cores, x.need.MemoryMiB, g.id, g.limit.Cores, g.limit.MemoryMiB)
+	case x.earliest > x.startBy:
+		return nil, reject(lease.ReasonStartBy, "earliest start is after start_by")
+	}
+	e.hold(g)
+	if e.mech.Calendar {
+		return x, e.decideCalendar(x)
+	}
+	return x, e.decideQueue(x)
+}
+
+// decideCalendar is the fairlease decision: in-share requests get the
+// earliest slot on the calendar; others borrow now or wait.
+func (e *Engine) decideCalendar(x *entry) plan {
+	s := share(x.g)
+	inLim := limits{site: e.capTotal, group: minRes(x.g.limit, e.shareLimit(s))}
+	t, a, ok := e.search(x, x.earliest, x.startBy, inLim)
+	if ok && t == e.now {
+		return plan{kind: lease.Granted, t: t, allocs: a, inShare: true}
+	}
+	if x.earliest == e.now {
+		if a := e.fitsNow(x, e.borrowLimits(x)); a != nil {
+			return plan{kind: lease.Granted, t: e.now, allocs: a}
+		}
+	}
+	if ok {
+		return plan{kind: lease.Deferred, t: t, allocs: a, inShare: true}
+	}
+	if l := int64(e.pol.LoanLimit); l > 0 && x.d > l {
+		return reject(lease.ReasonLoanLimit, "no slot within the group's share before start_by, and borrowing is limited to leases of %s (this one is %s)",
+			fmtDur(time.Duration(l)), fmtDur(time.Duration(x.d)))
+	}
+	return e.queueOrOverflow(x)
+}
+
+// decideQueue is the decision of the queue baselines.
+func (e *Engine) decideQueue(x *entry) plan {
+	p := plan{}
+	if x.earliest == e.now && (e.mech.Greedy || e.mech.Backfill || len(e.queue) == 0) {
+		// Backfill rules let an arrival start when it fits around the
+		// head's reservation; greedy admits whatever fits.
+		if a := e.fitsNow(x, e.queueLimits(x)); a != nil {
+			return plan{kind: lease.Granted, t: e.now, allocs: a, inShare: e.inShareNow(x)}
+		}
+	}
+	p = e.queueOrOverflow(x)
+	p.inShare = e.inShareNow(x)
+	return p
+}
+
+// queueOrOverflow queues x, or overflows it when its group may and the
+// earliest local start estimate is past start_by.
+func (e *Engine) queueOrOverflow(x *entry) plan {
+	if site, ok := e.overflowSite(x); ok {
+		t, _, found := e.search(x, x.earliest, x.startBy, e.borrowLimits(x))
+		if !found {
+			return plan{kind: lease.Overflowed, site: site, early: never,
+				msg: fmt.Sprintf("no local start before start_by; runs on %s", site)}
+		}
+		_ = t
+	}
+	return plan{kind: lease.Deferred, queued: true, reason: lease.ReasonQueued}
+}
+
+// inShareNow reports whether x keeps its group within its share now.
+func (e *Engine) inShareNow(x *entry) bool {
+	lim := e.shareLimit(share(x.g))
+	c, m := x.g.committed.at(e.now)
+	return c+x.need.Cores <= lim.Cores && (x.need.MemoryMiB == 0 || m+x.need.MemoryMiB <= lim.MemoryMiB)
+}
+
+func (e *Engine) queueLimits(x *entry) limits {
+	return limits{site: e.capTotal, group: x.g.limit}
+}
+
+// borrowLimits are the limits of a request beyond its group's share: the
+// reserve stays free for the groups below theirs.
+func (e *Engine) borrowLimits(x *entry) limits {
+	return limits{site: sub(e.capTotal, e.reserve(x.g)), group: x.g.limit}
+}
+
+// fitsNow returns hosts for x on [now, now+d) under lim, or nil.
+func (e *Engine) fitsNow(x *entry, lim limits) []alloc {
+	now := e.now
+	c, m := e.agg.max(now, now+x.d)
+	if c+x.need.Cores > lim.site.Cores || m+x.need.MemoryMiB > lim.site.MemoryMiB {
+		return nil
+	}
+	c, m = x.g.committed.max(now, now+x.d)
+	if c+x.need.Cores > lim.group.Cores || m+x.need.MemoryMiB > lim.group.MemoryMiB {
+		return nil
+	}
+	return e.findHosts(x, now)
+}
+
+// tooLarge checks that x could ever run here.
+func (e *Engine) tooLarge(x *entry) (string, bool) {
+	if !x.vm.Fits(e.maxHost) {
+		return fmt.Sprintf("one VM of %d cores / %d MiB is larger than any host (largest %d cores / %d MiB)",
+			x.vm.Cores, x.vm.MemoryMiB, e.maxHost.Cores, e.maxHost.MemoryMiB), false
+	}
+	var fit int64
+	for _, h := range e.hosts {
+		if !x.vm.Fits(h.cap) {
+			continue
+		}
+		k := h.cap.Cores / x.vm.Cores
+		if x.vm.MemoryMiB > 0 {
+			k = min(k, h.cap.MemoryMiB/x.vm.MemoryMiB)
+		}
+		if fit += k; fit >= int64(x.req.Count) {
+			return "", true
+		}
+	}
+	return fmt.Sprintf("%d VMs of this shape asked; the whole site holds at most %d", x.req.Count, fit), false
+}
+
+// commit carries out p for x.
+func (e *Engine) commit(x *entry, p *plan) {
+	switch {
+	case p.kind == lease.Rejected || p.kind == lease.Overflowed:
+		if p.kind == lease.Overflowed {
+			e.spendOverflow(x)
+		}
+		e.drop(x.g)
+		return
+	}
+	e.leases[x.req.ID] = x
+	x.inShare = p.inShare
+	switch {
+	case p.queued:
+		x.state = stQueued
+		e.queue = append(e.queue, x)
+		e.schedule(timer{at: x.startBy, kind: tStartBy, x: x})
+		if e.mech.Backfill || e.mech.Calendar {
+			e.pass()
+		}
+	case p.kind == lease.Granted:
+		e.start(x, p.allocs)
+	default:
+		x.state = stReserved
+		e.place(x, p.t, p.allocs)
+		e.charge(x, e.dominant(x.need)*float64(x.d)/1e9)
+		x.g.reserved = append(x.g.reserved, x)
+		e.reservedCount++
+		e.schedule(timer{at: p.t, kind: tStart, x: x})
+	}
+}
+
+// start runs x from now on allocs.
+func (e *Engine) start(x *entry, allocs []alloc) {
+	if x.state == stReserved {
+		e.unreserve(x)
+	}
+	// A reservation due now is already where it runs; anything else moves.
+	if !x.placed || x.start != e.now {
+		e.unplace(x, e.now)
+		x.state = stRunning
+		e.place(x, e.now, allocs)
+	}
+	x.state = stRunning
+	if x.charged == 0 {
+		e.charge(x, e.dominant(x.need)*float64(x.d)/1e9)
+	}
+	x.gen++
+	e.schedule(timer{at: x.end, kind: tEnd, x: x})
+}
+
+// unreserve takes x off its group's list of firm reservations.
+func (e *Engine) unreserve(x *entry) {
+	rs := x.g.reserved
+	if i := slices.Index(rs, x); i >= 0 {
+		x.g.reserved = slices.Delete(rs, i, i+1)
+		e.reservedCount--
+	}
+}
+
+func (e *Engine) decision(x *entry, p plan) lease.Decision {
+	d := lease.Decision{Kind: p.kind, InShare: p.inShare, Reason: p.reason, Message: p.msg, Site: lease.LocalSite}
+	switch p.kind {
+	case lease.Granted, lease.Deferred:
+		if !p.queued {
+			d.Start = fromTick(p.t)
+			d.End = fromTick(p.t + x.d)
+			tmp := entry{allocs: p.allocs, req: x.req}
+			d.Placement = tmp.placement(e)
+			if p.kind == lease.Deferred {
+				d.Message = fmt.Sprintf("starts at %s (in %s)", d.Start.Format(time.RFC3339), fmtDur(time.Duration(p.t-e.now)))
+			}
+		} else {
+			d.Message = "waits for capacity beyond the group's share; no firm start yet"
+			if e.mech.Calendar == false {
+				d.Message = "queued"
+			}
+		}
+	case lease.Overflowed:
+		d.Site = p.site
+	case lease.Rejected:
+		d.Site = ""
+	}
+	if p.early != 0 && p.early != never {
+		d.EarliestLocal = fromTick(p.early)
+	}
+	return d
+}
+
+// Release ends lease id at now.
+func (e *Engine) Release(now time.Time, id lease.ID) error {
+	e.setNow(now)
+	x, ok := e.leases[id]
+	if !ok || x.state == stDone {
+		return lease.Errorf(lease.ENOTFOUND, "id", "no live lease %q", id)
+	}
+	e.finish(x)
+	e.pass()
+	return nil
+}
+
+// finish ends x at now and frees what it held.
+func (e *Engine) finish(x *entry) {
+	switch x.state {
+	case stRunning:
+		if x.end > e.now {
+			dom := e.dominant(x.need)
+			e.charge(x, -dom*float64(x.end-e.now)/1e9)
+		}
+		e.unplace(x, e.now)
+	case stReserved:
+		e.unreserve(x)
+		e.unplace(x, e.now)
+		e.charge(x, -x.charged)
+	case stQueued:
+		e.unplace(x, e.now)
+		if i := slices.Index(e.queue, x); i >= 0 {
+			e.queue = slices.Delete(e.queue, i, i+1)
+		}
+	}
+	x.state = stDone
+	x.gen++
+	delete(e.leases, x.req.ID)
+	e.drop(x.g)
+}
+
+// Advance carries out what is due at or before now.
+func (e *Engine) Advance(now time.Time) []Event {
+	e.setNow(now)
+	out := e.pending
+	e.pending = nil
+	freed := false
+	var expired []*entry
+	for len(e.timers) > 0 && e.timers[0].at <= e.now {
+		t := heap.Pop(&e.timers).(timer)
+		if e.stale(t) {
+			continue
+		}
+		switch t.kind {
+		case tStart:
+			if t.x.state == stReserved {
+				e.start(t.x, t.x.allocs)
+				out = append(out, Event{Kind: EventStart, ID: t.x.req.ID, At: fromTick(e.now), Placement: t.x.placement(e)})
+			} else {
+				freed = true // a head reservation is due: let the pass start it
+			}
+		case tEnd:
+			if t.x.state == stRunning {
+				e.finish(t.x)
+				out = append(out, Event{Kind: EventEnd, ID: t.x.req.ID, At: fromTick(t.at)})
+				freed = true
+			}
+		case tStartBy:
+			expired = append(expired, t.x)
+		case tIdle:
+			setActive(t.g, -1)
+			t.g.idleUntil = 0
+		}
+	}
+	if freed {
+		e.pass()
+		out = append(out, e.pending...)
+		e.pending = nil
+	}
+	for _, x := range expired {
+		if x.state != stQueued {
+			continue
+		}
+		e.finish(x)
+		if site, ok := e.overflowSite(x); ok {
+			e.spendOverflow(x)
+			out = append(out, Event{Kind: EventOverflow, ID: x.req.ID, At: fromTick(x.startBy), Site: site})
+			continue
+		}
+		out = append(out, Event{Kind: EventReject, ID: x.req.ID, At: fromTick(x.startBy), Reason: lease.ReasonStartBy})
+	}
+	if len(expired) > 0 {
+		e.pass()
+		out = append(out, e.pending...)
+		e.pending = nil
+	}
+	return out
+}
+
+// pass starts what can start now: reservations that may move earlier
+// (fairest group first), then the queue in policy order. The head of the
+// queue gets a reservation that later requests may not delay.
+func (e *Engine) pass() {
+	now := e.now
+	free := sub(e.capTotal, e.resAt(now))
+	if e.reservedCount > 0 {
+		for _, g := range e.rankedGroups() {
+			for _, x := range slices.Clone(g.reserved) {
+				if x.start > now && x.need.Fits(free) && x.earliest <= now && e.moveToNow(x) {
+					free = sub(free, x.need)
+				}
+			}
+		}
+	}
+	if len(e.queue) == 0 {
+		return
+	}
+	if e.mech.Honor {
+		// Queued requests holding a reservation keep it until they start,
+		// so that nobody ranked higher later takes the slot kept for them.
+		for _, x := range e.queueOrder(e.heads) {
+			if x.start <= now || (x.need.Fits(free) && x.earliest <= now) {
+				if e.moveToNow(x) {
+					free = sub(free, x.need)
+				}
+			}
+		}
+		e.heads = slices.DeleteFunc(e.heads, func(x *entry) bool { return x.state != stQueued })
+	} else {
+		for _, h := range e.heads {
+			e.unplace(h, now)
+			h.gen++
+		}
+		e.heads = e.heads[:0]
+		free = sub(e.capTotal, e.resAt(now))
+	}
+	headed := false
+	started := 0
+	for _, x := range e.queueOrder(e.queue) {
+		if x.placed {
+			headed = true
+			continue
+		}
+		if x.earliest <= now && x.need.Fits(free) {
+			if a, in := e.startLimits(x); a != nil {
+				x.inShare = x.inShare || in
+				e.startQueued(x, a)
+				free = sub(free, x.need)
+				started++
+				continue
+			}
+		}
+		// The first request that cannot start holds a reservation (EASY's
+		// shadow time), and so does every request that has waited long
+		// enough to risk its start_by.
+		if !headed || e.aged(x) {
+			headed = true
+			if !e.mech.Backfill {
+				break
+			}
+			e.reserveHead(x)
+			free = sub(e.capTotal, e.resAt(now))
+		}
+	}
+	if started > 0 || e.mech.Honor {
+		e.queue = slices.DeleteFunc(e.queue, func(x *entry) bool { return x.state != stQueued })
+	}
+}
+
+// moveToNow starts reserved or queued-with-reservation x now if it fits
+// (in share, or as a borrower leaving the reserve), else puts it back.
+func (e *Engine) moveToNow(x *entry) bool {
+	now := e.now
+	oldT, old := x.start, slices.Clone(x.allocs)
+	if oldT == now {
+		// Its slot has come: it fits where it was reserved.
+		e.unplace(x, now)
+		if x.state == stQueued {
+			e.startQueued(x, old)
+		} else {
+			e.start(x, old)
+			e.pending = append(e.pending, Event{Kind: EventStart, ID: x.req.ID, At: fromTick(now), Placement: x.placement(e)})
+		}
+		return true
+	}
+	e.unplace(x, now)
+	a, in := e.startLimits(x)
+	if a == nil {
+		e.place(x, oldT, old)
+		return false
+	}
+	x.inShare = x.inShare || in
+	if x.state == stQueued {
+		e.startQueued(x, a)
+	} else {
+		e.start(x, a)
+		e.pending = append(e.pending, Event{Kind: EventStart, ID: x.req.ID, At: fromTick(now), Placement: x.placement(e)})
+	}
+	return true
+}
+
+// startLimits finds hosts for x to start now: within its group's share if
+// it can (no reserve applies), else as a borrower.
+func (e *Engine) startLimits(x *entry) ([]alloc, bool) {
+	if !e.mech.Calendar && !e.mech.Reserve {
+		return e.fitsNow(x, e.queueLimits(x)), false
+	}
+	if a := e.fitsNow(x, limits{site: e.capTotal, group: minRes(x.g.limit, e.shareLimit(share(x.g)))}); a != nil {
+		return a, true
+	}
+	return e.fitsNow(x, e.borrowLimits(x)), false
+}
+
+// aged reports whether x has waited long enough to risk its start_by.
+func (e *Engine) aged(x *entry) bool {
+	a := e.mech.Aging
+	return a > 0 && x.startBy != never && float64(e.now-x.submit) >= a*float64(x.startBy-x.submit)
+}
+
+// queueOrder returns q (in submission order) in policy order.
+func (e *Engine) queueOrder(q []*entry) []*entry {
+	if e.mech.Order == OrderFIFO {
+		return slices.Clone(q)
+	}
+	keys := make(map[*group]float64)
+	for _, x := range q {
+		if _, ok := keys[x.g]; !ok {
+			keys[x.g] = e.key(x.g)
+		}
+	}
+	out := slices.Clone(q)
+	sort.SliceStable(out, func(i, j int) bool {
+		ki, kj := keys[out[i].g], keys[out[j].g]
+		if ki != kj {
+			return ki < kj
+		}
+		return out[i].g.id < out[j].g.id
+	})
+	return out
+}
+
+func (e *Engine) resAt(t int64) lease.Resources {
+	c, m := e.agg.at(t)
+	return lease.Resources{Cores: c, MemoryMiB: m}
+}
+
+func (e *Engine) startQueued(x *entry, a []alloc) {
+	e.start(x, a)
+	e.pending = append(e.pending, Event{Kind: EventStart, ID: x.req.ID, At: fromTick(e.now), Placement: x.placement(e)})
+}
+
+// reserveHead gives the queue's head a reservation so that requests behind
+// it cannot starve it (EASY's shadow time).
+func (e *Engine) reserveHead(x *entry) {
+	lim := e.queueLimits(x)
+	if e.mech.Calendar {
+		lim = e.borrowLimits(x)
+	}
+	t, a, ok := e.search(x, max(e.now, x.earliest), x.startBy, lim)
+	if !ok {
+		return
+	}
+	e.place(x, t, a)
+	e.heads = append(e.heads, x)
+	x.gen++
+	e.schedule(timer{at: t, kind: tStart, x: x})
+}
+
+// key is g's rank among waiting groups, lower first: decayed usage per
+// unit of share, or (KeyHeld) what it holds now per unit of share, as
+// DRF's progressive filling does.
+func (e *Engine) key(g *group) float64 {
+	s := share(g)
+	if s <= 0 {
+		return math.Inf(1)
+	}
+	if e.mech.Key == KeyHeld {
+		c, m := g.committed.at(e.now)
+		return e.dominant(lease.Resources{Cores: c, MemoryMiB: m}) / s
+	}
+	return e.decayed(g) / s
+}
+
+// rankedGroups returns the groups with firm reservations, fairest first.
+func (e *Engine) rankedGroups() []*group {
+	var gs []*group
+	for _, g := range e.groups {
+		if len(g.reserved) > 0 {
+			g.key = e.key(g)
+			gs = append(gs, g)
+		}
+	}
+	sort.Slice(gs, func(i, j int) bool {
+		if gs[i].key != gs[j].key {
+			return gs[i].key < gs[j].key
+		}
+		return gs[i].id < gs[j].id
+	})
+	return gs
+}
+
+// overflowSite returns where x may overflow, if its group may and has
+// budget left.
+func (e *Engine) overflowSite(x *entry) (string, bool) {
+	pg, ok := e.pol.Group(x.g.id)
+	if !ok || len(pg.Overflow.Sites) == 0 {
+		return "", false
+	}
+	b := pg.Overflow.BudgetCoreHours
+	if b >= 0 {
+		e.rollBudget(x.g, int64(pg.Overflow.Period))
+		if x.g.spent+coreHours(x) > b {
+			return "", false
+		}
+	}
+	return pg.Overflow.Sites[0], true
+}
+
+func coreHours(x *entry) float64 {
+	return float64(x.need.Cores) * float64(x.d) / float64(time.Hour)
+}
+
+func (e *Engine) rollBudget(g *group, period int64) {
+	if period <= 0 {
+		return
+	}
+	if p := e.now / period; p != g.period {
+		g.period, g.spent = p, 0
+	}
+}
+
+func (e *Engine) spendOverflow(x *entry) { x.g.spent += coreHours(x) }
+
+// Shares reports every known group at now.
+func (e *Engine) Shares(now time.Time) []GroupShare {
+	e.setNow(now)
+	var total float64
+	for _, g := range e.groups {
+		total += e.decayed(g)
+	}
+	out := make([]GroupShare, 0, len(e.groups))
+	for _, g := range e.groups {
+		gs := GroupShare{Group: g.id, Weight: g.node.weight, Active: g.isActive(e.now), Usage: g.usage}
+		if gs.Active {
+			gs.Share = share(g)
+		}
+		c, m := g.committed.at(e.now)
+		gs.Held = lease.Resources{Cores: c, MemoryMiB: m}
+		for _, x := range g.reserved {
+			gs.Reserved = gs.Reserved.Add(x.need)
+		}
+		for _, x := range e.queue {
+			if x.g == g {
+				gs.Queued = gs.Queued.Add(x.need)
+			}
+		}
+		gs.Factor = 1
+		if total > 0 && gs.Share > 0 {
+			gs.Factor = math.Exp2(-(g.usage / total) / gs.Share)
+		} else if total > 0 {
+			gs.Factor = 0
+		}
+		out = append(out, gs)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
+	return out
+}

@@ -1,0 +1,465 @@
+package fairshare
+
+import (
+	"container/heap"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/fairlease/fairlease/lease"
+	"github.com/fairlease/fairlease/policies"
+)
+
+// Engine is the admission engine. It is not safe for concurrent use: the
+// broker drives it from its apply loop, the simulator from its event loop.
+type Engine struct {
+	name string
+	mech Mechanisms
+	pol  *policies.Policy
+
+	hosts    []*hostCal
+	capTotal lease.Resources
+	maxHost  lease.Resources
+	agg      profile // used capacity of the whole site over time
+
+	leases map[lease.ID]*entry
+	groups map[lease.GroupID]*group
+	nodes  map[lease.GroupID]*node
+	root   *node
+	queue  []*entry // waiting without a firm time, in submission order
+	heads  []*entry // queued entries holding a reservation: the head, and aged requests
+	// reservedCount counts firm reservations not yet started.
+	reservedCount int
+
+	timers  timerHeap
+	pending []Event // what Release caused, reported by the next Advance
+	now     int64
+	scratch []alloc
+}
+
+type hostCal struct {
+	name string
+	cap  lease.Resources
+	prof profile
+}
+
+type alloc struct {
+	host int32
+	n    int32
+}
+
+type entryState uint8
+
+const (
+	stQueued   entryState = iota + 1 // waiting without a firm time
+	stReserved                       // on the calendar with a firm start in the future
+	stRunning
+	stDone
+)
+
+type entry struct {
+	req      lease.Request
+	g        *group
+	vm       lease.Resources
+	need     lease.Resources
+	d        int64
+	submit   int64
+	earliest int64
+	startBy  int64
+	state    entryState
+	// start/end/allocs describe the calendar slot: the lease's own for
+	// reserved and running entries, the head reservation for a queued one.
+	start, end int64
+	allocs     []alloc
+	placed     bool
+	inShare    bool
+	charged    float64
+	gen        uint32
+}
+
+// group is a leaf of the share tree that has asked for something.
+type group struct {
+	id        lease.GroupID
+	node      *node
+	limit     lease.Resources // quota and static cap on what it holds at once
+	maxLease  int64
+	maxVMs    int
+	committed profile // running and reserved leases
+	usage     float64 // decayed, in site-seconds of the dominant resource
+	usageAt   int64
+	reserved  []*entry // firm future starts
+	count     int      // live entries
+	idleUntil int64
+	key       float64
+	spent     float64 // overflow core-hours in the current budget period
+	period    int64
+}
+
+// node is a node of the share tree; activeWeight sums the weights of its
+// active children so a share is a product along the path.
+type node struct {
+	id           lease.GroupID
+	parent       *node
+	weight       float64
+	active       int
+	activeWeight float64
+}
+
+func (e *Engine) groupFor(id lease.GroupID) (*group, error) {
+	if g, ok := e.groups[id]; ok {
+		return g, nil
+	}
+	pg, ok := e.pol.Group(id)
+	if !ok {
+		return nil, lease.Errorf(lease.EINVALID, "group", "group %q is not in the site policy", id)
+	}
+	g := &group{id: id, node: e.nodeFor(id), maxLease: int64(pg.Quota.MaxLease), maxVMs: pg.Quota.MaxVMs}
+	g.limit = lease.Resources{Cores: math.MaxInt64, MemoryMiB: math.MaxInt64}
+	if pg.Quota.MaxCores > 0 {
+		g.limit.Cores = pg.Quota.MaxCores
+	}
+	if pg.Quota.MaxMemoryMiB > 0 {
+		g.limit.MemoryMiB = pg.Quota.MaxMemoryMiB
+	}
+	if f := e.mech.CapFraction; f > 0 {
+		g.limit.Cores = min(g.limit.Cores, int64(f*float64(e.capTotal.Cores)))
+		g.limit.MemoryMiB = min(g.limit.MemoryMiB, int64(f*float64(e.capTotal.MemoryMiB)))
+	}
+	e.groups[id] = g
+	return g, nil
+}
+
+func (e *Engine) nodeFor(id lease.GroupID) *node {
+	if n, ok := e.nodes[id]; ok {
+		return n
+	}
+	n := &node{id: id, parent: e.root, weight: 1}
+	if pg, ok := e.pol.Group(id); ok {
+		n.weight = pg.Weight
+		if pg.Parent != "" {
+			n.parent = e.nodeFor(pg.Parent)
+		}
+	}
+	e.nodes[id] = n
+	return n
+}
+
+func (g *group) isActive(now int64) bool { return g.count > 0 || now < g.idleUntil }
+
+// setActive adds (+1) or removes (-1) g from the active set, keeping the
+// active weights along its path.
+func setActive(g *group, delta int) {
+	for n := g.node; n.parent != nil; n = n.parent {
+		was := n.active > 0
+		n.active += delta
+		if now := n.active > 0; now != was {
+			if now {
+				n.parent.activeWeight += n.weight
+			} else {
+				n.parent.activeWeight -= n.weight
+			}
+		}
+	}
+}
+
+// share is g's entitlement as a fraction of the site among active groups
+// (Slurm Fair Tree: the product of weight shares down the path).
+func share(g *group) float64 {
+	s := 1.0
+	for n := g.node; n.parent != nil; n = n.parent {
+		if n.parent.activeWeight <= 0 {
+			return 0
+		}
+		s *= n.weight / n.parent.activeWeight
+	}
+	return s
+}
+
+// hold marks a new live entry of g at now.
+func (e *Engine) hold(g *group) {
+	if !g.isActive(e.now) {
+		setActive(g, 1)
+	}
+	g.count++
+}
+
+// drop marks a live entry of g as gone at now.
+func (e *Engine) drop(g *group) {
+	g.count--
+	if g.count > 0 {
+		return
+	}
+	if w := int64(e.pol.ActiveWindow); w > 0 {
+		g.idleUntil = e.now + w
+		e.schedule(timer{at: g.idleUntil, kind: tIdle, g: g})
+		return
+	}
+	setActive(g, -1)
+}
+
+// decayed returns g's usage decayed to now.
+func (e *Engine) decayed(g *group) float64 {
+	if g.usage == 0 || g.usageAt >= e.now {
+		return g.usage
+	}
+	h := float64(e.pol.HalfLife)
+	if h <= 0 {
+		return g.usage
+	}
+	g.usage *= math.Exp2(-float64(e.now-g.usageAt) / h)
+	g.usageAt = e.now
+	return g.usage
+}
+
+// dominant returns the dominant share of r in the site, per second.
+func (e *Engine) dominant(r lease.Resources) float64 {
+	d := float64(r.Cores) / float64(e.capTotal.Cores)
+	if e.capTotal.MemoryMiB > 0 {
+		d = max(d, float64(r.MemoryMiB)/float64(e.capTotal.MemoryMiB))
+	}
+	return d
+}
+
+func (e *Engine) charge(x *entry, amount float64) {
+	e.decayed(x.g)
+	x.g.usageAt = e.now
+	x.g.usage = max(0, x.g.usage+amount)
+	x.charged += amount
+}
+
+// place puts x on the calendar at t on allocs.
+func (e *Engine) place(x *entry, t int64, allocs []alloc) {
+	x.start, x.end = t, t+x.d
+	x.allocs = append(x.allocs[:0], allocs...)
+	x.placed = true
+	for _, a := range allocs {
+		n := int64(a.n)
+		e.hosts[a.host].prof.add(t, x.end, n*x.vm.Cores, n*x.vm.MemoryMiB)
+	}
+	e.agg.add(t, x.end, x.need.Cores, x.need.MemoryMiB)
+	if x.state != stQueued {
+		x.g.committed.add(t, x.end, x.need.Cores, x.need.MemoryMiB)
+	}
+}
+
+// unplace takes x off the calendar from `from` on.
+func (e *Engine) unplace(x *entry, from int64) {
+	if !x.placed {
+		return
+	}
+	a, b := max(from, x.start), x.end
+	if a < b {
+		for _, al := range x.allocs {
+			n := int64(al.n)
+			e.hosts[al.host].prof.add(a, b, -n*x.vm.Cores, -n*x.vm.MemoryMiB)
+		}
+		e.agg.add(a, b, -x.need.Cores, -x.need.MemoryMiB)
+		if x.state != stQueued {
+			x.g.committed.add(a, b, -x.need.Cores, -x.need.MemoryMiB)
+		}
+	}
+	x.placed = false
+}
+
+// findHosts places n VMs of x on hosts free on [t, t+d): first fit, so
+// low-numbered hosts fill up and large gangs find empty ones.
+func (e *Engine) findHosts(x *entry, t int64) []alloc {
+	out := e.scratch[:0]
+	left := int64(x.req.Count)
+	for i, h := range e.hosts {
+		if x.vm.Cores > h.cap.Cores || x.vm.MemoryMiB > h.cap.MemoryMiB {
+			continue
+		}
+		mc, mm := h.prof.max(t, t+x.d)
+		k := (h.cap.Cores - mc) / x.vm.Cores
+		if x.vm.MemoryMiB > 0 {
+			k = min(k, (h.cap.MemoryMiB-mm)/x.vm.MemoryMiB)
+		}
+		if k <= 0 {
+			continue
+		}
+		k = min(k, left)
+		out = append(out, alloc{host: int32(i), n: int32(k)})
+		left -= k
+		if left == 0 {
+			e.scratch = out
+			return slices.Clone(out)
+		}
+	}
+	e.scratch = out
+	return nil
+}
+
+// limits bound a search: the site's used capacity and the group's
+// committed capacity must stay within them over the lease.
+type limits struct {
+	site  lease.Resources
+	group lease.Resources
+}
+
+// search finds the earliest slot for x at or after from and no later than
+// horizon under lim.
+func (e *Engine) search(x *entry, from, horizon int64, lim limits) (int64, []alloc, bool) {
+	sc, sm := lim.site.Cores-x.need.Cores, lim.site.MemoryMiB-x.need.MemoryMiB
+	gc, gm := lim.group.Cores-x.need.Cores, lim.group.MemoryMiB-x.need.MemoryMiB
+	t := from
+	for {
+		t1, ok := e.agg.earliest(t, x.d, sc, sm, horizon)
+		if !ok {
+			return 0, nil, false
+		}
+		t2, ok := x.g.committed.earliest(t1, x.d, gc, gm, horizon)
+		if !ok {
+			return 0, nil, false
+		}
+		if t2 != t1 {
+			t = t2
+			continue
+		}
+		if a := e.findHosts(x, t1); a != nil {
+			return t1, a, true
+		}
+		// Enough capacity in total but not on whole hosts: try the next
+		// time anything changes.
+		t = min(e.agg.next(t1), x.g.committed.next(t1))
+		if t == never || t > horizon {
+			return 0, nil, false
+		}
+	}
+}
+
+func (e *Engine) timeOf(t int64) time.Time { return fromTick(t) }
+
+// sub returns a-b without going below zero in any dimension.
+func sub(a, b lease.Resources) lease.Resources {
+	return lease.Resources{Cores: max(0, a.Cores-b.Cores), MemoryMiB: max(0, a.MemoryMiB-b.MemoryMiB)}
+}
+
+func minRes(a, b lease.Resources) lease.Resources {
+	return lease.Resources{Cores: min(a.Cores, b.Cores), MemoryMiB: min(a.MemoryMiB, b.MemoryMiB)}
+}
+
+// shareLimit is what share s of the site allows.
+func (e *Engine) shareLimit(s float64) lease.Resources {
+	return lease.Resources{
+		Cores:     int64(s*float64(e.capTotal.Cores) + 1e-9),
+		MemoryMiB: int64(s*float64(e.capTotal.MemoryMiB) + 1e-9),
+	}
+}
+
+// reserve is what borrowers must leave free for g's sake: a fraction α of
+// the unused shares of the other active groups below their share.
+func (e *Engine) reserve(g *group) lease.Resources {
+	if !e.mech.Reserve || e.pol.Reserve <= 0 {
+		return lease.Resources{}
+	}
+	var def [2]float64
+	for _, h := range e.groups {
+		if h == g || !h.isActive(e.now) {
+			continue
+		}
+		lim := e.shareLimit(share(h))
+		c, m := h.committed.at(e.now)
+		def[0] += float64(max(0, lim.Cores-c))
+		def[1] += float64(max(0, lim.MemoryMiB-m))
+	}
+	a := e.pol.Reserve
+	return lease.Resources{Cores: int64(a * def[0]), MemoryMiB: int64(a * def[1])}
+}
+
+// timers
+
+type timerKind uint8
+
+const (
+	tStart   timerKind = iota + 1 // a reservation's start (firm or head)
+	tEnd                          // a running lease's end
+	tStartBy                      // a queued request's start_by
+	tIdle                         // a group's active window closes
+)
+
+type timer struct {
+	at   int64
+	kind timerKind
+	x    *entry
+	gen  uint32
+	g    *group
+}
+
+type timerHeap []timer
+
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	if h[i].at != h[j].at {
+		return h[i].at < h[j].at
+	}
+	return h[i].kind < h[j].kind
+}
+func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(v any)   { *h = append(*h, v.(timer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	v := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return v
+}
+
+func (e *Engine) schedule(t timer) {
+	if t.x != nil {
+		t.gen = t.x.gen
+	}
+	heap.Push(&e.timers, t)
+}
+
+// stale reports whether a timer no longer applies.
+func (e *Engine) stale(t timer) bool {
+	switch t.kind {
+	case tIdle:
+		return t.g.count > 0 || t.g.idleUntil != t.at
+	case tStartBy:
+		// Head reservations come and go; start_by holds while it waits.
+		return t.x.state != stQueued
+	default:
+		return t.x.gen != t.gen
+	}
+}
+
+// Next returns when something is next due.
+func (e *Engine) Next() (time.Time, bool) {
+	for len(e.timers) > 0 && e.stale(e.timers[0]) {
+		heap.Pop(&e.timers)
+	}
+	if len(e.pending) > 0 {
+		return fromTick(e.now), true
+	}
+	if len(e.timers) == 0 {
+		return time.Time{}, false
+	}
+	return fromTick(e.timers[0].at), true
+}
+
+func (e *Engine) setNow(now time.Time) {
+	if t := toTick(now); t > e.now {
+		e.now = t
+	}
+}
+
+func (x *entry) placement(e *Engine) []lease.Placement {
+	out := make([]lease.Placement, 0, x.req.Count)
+	for _, a := range x.allocs {
+		for range a.n {
+			out = append(out, lease.Placement{Index: len(out), Host: e.hosts[a.host].name})
+		}
+	}
+	return out
+}
+
+func fmtDur(d time.Duration) string {
+	if d < time.Minute {
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Minute).String()
+}
+
+var _ = fmt.Sprintf

@@ -1,0 +1,216 @@
+// Package fairshare is the admission engine: it decides lease requests
+// against a capacity calendar, without money and without revoking what it
+// granted. It is pure: time comes in as an argument, there are no goroutines
+// and no I/O, so the broker and the simulator run the same code.
+//
+// One engine implements every policy; a policy is a choice of mechanisms
+// (Mechanisms). The product's policy, "fairlease", gives requests that keep
+// their group within its share a firm start time on the calendar and lets
+// other requests borrow idle capacity while a protected reserve stays free.
+// The baselines (fcfs, easy, caps, fairorder) are queues on the same calendar.
+package fairshare
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fairlease/fairlease/lease"
+	"github.com/fairlease/fairlease/policies"
+)
+
+// Scheduler decides requests. Every method takes the current time; calls
+// must come with non-decreasing times.
+type Scheduler interface {
+	// Name is the policy's name.
+	Name() string
+	// Submit decides r at now and commits the decision.
+	Submit(now time.Time, r lease.Request) lease.Decision
+	// WhatIf answers what Submit would, changing nothing.
+	WhatIf(now time.Time, r lease.Request) lease.Decision
+	// Release ends lease id at now: early release of a running lease,
+	// cancellation of a deferred or queued one.
+	Release(now time.Time, id lease.ID) error
+	// Advance carries out what is due at or before now (reserved starts,
+	// expiries, requests whose start_by passed) and returns it.
+	Advance(now time.Time) []Event
+	// Next returns when something is next due, if anything is.
+	Next() (time.Time, bool)
+	// Shares reports each known group's entitlement and use at now.
+	Shares(now time.Time) []GroupShare
+}
+
+// EventKind says what happened to a lease outside a call that asked for it.
+type EventKind uint8
+
+// Event kinds.
+const (
+	EventStart    EventKind = iota + 1 // a deferred or queued lease started
+	EventEnd                           // a lease reached its end time
+	EventReject                        // a queued request passed its start_by
+	EventOverflow                      // a queued request passed its start_by and overflowed
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventStart:
+		return "start"
+	case EventEnd:
+		return "end"
+	case EventReject:
+		return "reject"
+	case EventOverflow:
+		return "overflow"
+	}
+	return fmt.Sprintf("event(%d)", k)
+}
+
+// Event is something the scheduler did on its own.
+type Event struct {
+	Kind      EventKind
+	ID        lease.ID
+	At        time.Time
+	Placement []lease.Placement
+	Site      string
+	Reason    lease.Reason
+}
+
+// Host is one machine of the local site.
+type Host struct {
+	Name     string
+	Capacity lease.Resources
+}
+
+// GroupShare is a row of an sshare-like report.
+type GroupShare struct {
+	Group lease.GroupID
+	// Weight is the configured weight; Share the normalized entitlement
+	// among active groups (0 for inactive ones).
+	Weight float64
+	Share  float64
+	Active bool
+	// Held is what the group runs now; Reserved what it has on the calendar
+	// for later; Queued what waits without a firm time.
+	Held, Reserved, Queued lease.Resources
+	// Usage is decayed usage in site-seconds (dominant resource).
+	Usage float64
+	// Factor is Slurm's fair-share factor 2^(-usage/share) over normalized usage.
+	Factor float64
+}
+
+// Order is how waiting requests are ranked.
+type Order uint8
+
+// Orders.
+const (
+	OrderFIFO Order = iota // by submission
+	OrderFair              // by decayed usage over share, then submission
+)
+
+// Key is what fair order ranks groups by.
+type Key uint8
+
+// Keys.
+const (
+	KeyUsage Key = iota // decayed usage over share (Slurm's fair-share factor)
+	KeyHeld             // held now over share (DRF)
+)
+
+// Mechanisms is what a policy is made of.
+type Mechanisms struct {
+	// Order ranks waiting requests.
+	Order Order
+	// Backfill lets requests behind the head of the queue start when they
+	// fit around the head's reservation (EASY). Without it the queue is
+	// strict: nothing passes the head.
+	Backfill bool
+	// Greedy starts an arriving request that fits now even while others
+	// wait (admit-if-fits).
+	Greedy bool
+	// Calendar gives in-share requests a firm start on the calendar; other
+	// requests borrow: they start now if they fit leaving the reserve free,
+	// or wait in the queue.
+	Calendar bool
+	// Reserve applies the policy's protected reserve to borrowers.
+	Reserve bool
+	// Key ranks groups in fair order.
+	Key Key
+	// Aging gives a waiting request its own reservation once it has waited
+	// this fraction of its patience (time from submission to start_by), so
+	// that ranking cannot starve it into a rejection. 0 turns it off.
+	Aging float64
+	// Honor keeps a queued request's reservation until it starts, whatever
+	// ranks higher later; without it the head's reservation is worked out
+	// anew at every pass (EASY).
+	Honor bool
+	// CapFraction caps each group at this fraction of the site (Nimbus-like
+	// static caps); 0 means no cap beyond the policy's quotas.
+	CapFraction float64
+}
+
+// Presets are the named policies.
+var Presets = map[string]Mechanisms{
+	"fcfs":      {Order: OrderFIFO, Greedy: true},
+	"easy":      {Order: OrderFIFO, Backfill: true},
+	"caps":      {Order: OrderFIFO, Backfill: true, CapFraction: 0.5},
+	"fairorder": {Order: OrderFair, Backfill: true},
+	"fairlease": {Order: OrderFair, Backfill: true, Calendar: true, Reserve: true, Honor: true},
+}
+
+// PolicyNames lists the presets in the order reports show them.
+var PolicyNames = []string{"fcfs", "easy", "caps", "fairorder", "fairlease"}
+
+// New returns the named policy for a site of hosts under pol.
+func New(name string, hosts []Host, pol *policies.Policy) (Scheduler, error) {
+	m, ok := Presets[name]
+	if !ok {
+		return nil, fmt.Errorf("fairshare: unknown policy %q (want one of %s)", name, strings.Join(PolicyNames, ", "))
+	}
+	return NewEngine(name, m, hosts, pol)
+}
+
+// NewEngine returns an engine with the given mechanisms.
+func NewEngine(name string, m Mechanisms, hosts []Host, pol *policies.Policy) (*Engine, error) {
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("fairshare: a site needs at least one host")
+	}
+	if pol == nil {
+		pol = policies.Default()
+	}
+	e := &Engine{
+		name:   name,
+		mech:   m,
+		pol:    pol,
+		leases: make(map[lease.ID]*entry),
+		groups: make(map[lease.GroupID]*group),
+		nodes:  make(map[lease.GroupID]*node),
+	}
+	seen := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		if h.Capacity.Cores <= 0 || h.Capacity.MemoryMiB < 0 {
+			return nil, fmt.Errorf("fairshare: host %q: capacity must have cores > 0 and memory >= 0, got %+v", h.Name, h.Capacity)
+		}
+		if seen[h.Name] {
+			return nil, fmt.Errorf("fairshare: host %q listed twice", h.Name)
+		}
+		seen[h.Name] = true
+		e.hosts = append(e.hosts, &hostCal{name: h.Name, cap: h.Capacity})
+		e.capTotal = e.capTotal.Add(h.Capacity)
+		e.maxHost.Cores = max(e.maxHost.Cores, h.Capacity.Cores)
+		e.maxHost.MemoryMiB = max(e.maxHost.MemoryMiB, h.Capacity.MemoryMiB)
+	}
+	e.root = &node{}
+	return e, nil
+}
+
+// Name is the policy's name.
+func (e *Engine) Name() string { return e.name }
+
+func toTick(t time.Time) int64 { return t.UnixNano() }
+
+func fromTick(t int64) time.Time {
+	if t == never {
+		return time.Time{}
+	}
+	return time.Unix(0, t).UTC()
+}

@@ -1,0 +1,73 @@
+// Package policies holds a site's policy as data: the group tree with its
+// weights, quotas and overflow rules, and the knobs of admission (reserve α,
+// loan limit L, usage half-life, active window, patience). fairshare,
+// federation and sim read a *Policy; nothing here decides anything, reads a
+// clock or keeps state.
+//
+// # File format
+//
+// A policy is a TOML file. Every key is optional: Parse starts from
+// [Default] and the file overrides what it sets. Unknown keys are errors, so a
+// misspelt key never silently leaves a default in force.
+//
+//	name = "small-site"       # free text, shown in reports
+//	reserve = 0.1             # α in [0,1]: share of below-share groups' unused share kept from borrowers
+//	loan_limit = "0s"         # L: borrowed capacity comes back within L; "0s" = no limit
+//	half_life = "7d"          # half-life of decayed usage; > 0
+//	active_window = "0s"      # a group stays active this long after its last lease; "0s" = only while holding or waiting
+//	patience = "24h"          # start_by = submit + patience for requests without one
+//	unknown_groups = "allow"  # "allow": unknown groups get [defaults] under the root; "reject"
+//
+//	[defaults]                # for every group that does not set a key
+//	weight = 1
+//	max_lease = "72h"
+//
+//	[groups.science]
+//	weight = 2
+//
+//	[groups.physics]
+//	parent = "science"
+//	max_cores = 64            # cores held + reserved at once; 0 = no limit
+//	max_memory = "256GiB"     # same for memory
+//	max_vms = 32              # most VMs in one request; 0 = no limit
+//	max_lease = "36h"         # longest lease; 0 = no limit
+//
+//	[groups.physics.overflow]
+//	sites = ["ec2"]           # where the group may overflow, in order of preference
+//	budget_core_hours = 500   # per period; -1 = unlimited, 0 = none
+//	period = "30d"            # > 0
+//
+// Any TOML spelling of the same keys works: dotted keys
+// (physics.weight = 1 under [groups]) and inline tables
+// (overflow = { sites = ["ec2"], budget_core_hours = 500 }).
+//
+// Durations are strings holding a Go duration ("90m", "36h") that may also
+// use a day unit ("7d", "1d12h"), see [ParseDuration]; the integer 0 is
+// accepted too. Sizes (max_memory) are strings with an IEC or SI unit
+// ("512GiB", "4096MiB", "1TB"), see [ParseSize], or an integer number of MiB.
+//
+// # Inheritance
+//
+// A group's quota and overflow keys that it does not set come from its parent
+// group (which may itself have inherited them), and for a root group from
+// [defaults]. weight comes from [defaults] only: a parent's weight ranks it
+// among its siblings and says nothing about its children. Inherited values
+// are copies: a child that inherits budget_core_hours = 500 has a budget of
+// its own. Parse resolves inheritance, so the Groups of a loaded Policy hold
+// effective values; a Policy built in code holds what the code put there.
+//
+// # Errors
+//
+// Parse, Load and Set return a *[LoadError] naming the file, the line and the
+// key at fault, for example
+//
+//	site.toml:14: groups.physics.wieght: unknown key (did you mean weight? known keys: parent, weight, …)
+//	site.toml:9: groups.physics.weight: must be > 0, got -1
+//
+// # Adding a knob
+//
+// The format is read from the toml tags of [Policy], [Group], [Quota] and
+// [Overflow]: a new knob is one struct field with a tag (and a rule in
+// Validate if it has one). Decoding, unknown-key messages, inheritance and
+// [Set] follow from the tag.
+package policies
