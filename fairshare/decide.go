@@ -95,9 +95,7 @@ func (e *Engine) decide(r lease.Request) (*entry, plan) {
 // decideCalendar is the fairlease decision: in-share requests get the
 // earliest slot on the calendar; others borrow now or wait.
 func (e *Engine) decideCalendar(x *entry) plan {
-	s := share(x.g)
-	inLim := limits{site: e.capTotal, group: minRes(x.g.limit, e.shareLimit(s))}
-	t, a, ok := e.search(x, x.earliest, x.startBy, inLim)
+	t, a, ok := e.search(x, x.earliest, x.startBy, e.shareLimits(x))
 	if ok && t == e.now {
 		return plan{kind: lease.Granted, t: t, allocs: a, inShare: true}
 	}
@@ -108,10 +106,6 @@ func (e *Engine) decideCalendar(x *entry) plan {
 	}
 	if ok {
 		return plan{kind: lease.Deferred, t: t, allocs: a, inShare: true}
-	}
-	if l := int64(e.pol.LoanLimit); l > 0 && x.d > l {
-		return reject(lease.ReasonLoanLimit, "no slot within the group's share before start_by, and borrowing is limited to leases of %s (this one is %s)",
-			fmtDur(time.Duration(l)), fmtDur(time.Duration(x.d)))
 	}
 	return e.queueOrOverflow(x)
 }
@@ -153,23 +147,28 @@ func (e *Engine) inShareNow(x *entry) bool {
 }
 
 func (e *Engine) queueLimits(x *entry) limits {
-	return limits{site: e.capTotal, group: x.g.limit}
+	return limits{site: e.capTotal, group: x.g.limit, lendUntil: never}
+}
+
+// shareLimits are the limits of a request within its group's share.
+func (e *Engine) shareLimits(x *entry) limits {
+	return limits{site: e.capTotal, group: minRes(x.g.limit, e.shareLimit(share(x.g))), lendUntil: never}
 }
 
 // borrowLimits are the limits of a request beyond its group's share: the
-// reserve stays free for the groups below theirs.
+// reserve stays free for the groups below theirs, except that it may be
+// lent until the loan limit.
 func (e *Engine) borrowLimits(x *entry) limits {
-	return limits{site: sub(e.capTotal, e.reserve(x.g)), group: x.g.limit}
+	return limits{site: e.capTotal, group: x.g.limit, reserve: e.reserve(x.g), lendUntil: e.now + int64(e.pol.LoanLimit)}
 }
 
 // fitsNow returns hosts for x on [now, now+d) under lim, or nil.
 func (e *Engine) fitsNow(x *entry, lim limits) []alloc {
 	now := e.now
-	c, m := e.agg.max(now, now+x.d)
-	if c+x.need.Cores > lim.site.Cores || m+x.need.MemoryMiB > lim.site.MemoryMiB {
+	if t, ok := e.siteEarliest(x, now, now, lim); !ok || t != now {
 		return nil
 	}
-	c, m = x.g.committed.max(now, now+x.d)
+	c, m := x.g.committed.max(now, now+x.d)
 	if c+x.need.Cores > lim.group.Cores || m+x.need.MemoryMiB > lim.group.MemoryMiB {
 		return nil
 	}
@@ -317,6 +316,9 @@ func (e *Engine) finish(x *entry) {
 		if i := slices.Index(e.queue, x); i >= 0 {
 			e.queue = slices.Delete(e.queue, i, i+1)
 		}
+		if i := slices.Index(e.heads, x); i >= 0 {
+			e.heads = slices.Delete(e.heads, i, i+1)
+		}
 	}
 	x.state = stDone
 	x.gen++
@@ -382,17 +384,18 @@ func (e *Engine) Advance(now time.Time) []Event {
 	return out
 }
 
-// pass starts what can start now: reservations that may move earlier
-// (fairest group first), then the queue in policy order. The head of the
-// queue gets a reservation that later requests may not delay.
+// pass starts what can start now and moves reservations earlier where
+// capacity came free (conservative backfill's compression; never later),
+// fairest group first; then it runs the queue in policy order, where the
+// first request that cannot start gets a reservation later requests may
+// not delay.
 func (e *Engine) pass() {
 	now := e.now
-	free := sub(e.capTotal, e.resAt(now))
 	if e.reservedCount > 0 {
 		for _, g := range e.rankedGroups() {
 			for _, x := range slices.Clone(g.reserved) {
-				if x.start > now && x.need.Fits(free) && x.earliest <= now && e.moveToNow(x) {
-					free = sub(free, x.need)
+				if x.start > now && x.earliest < x.start {
+					e.compact(x, e.shareLimits(x), e.borrowLimits(x))
 				}
 			}
 		}
@@ -404,10 +407,10 @@ func (e *Engine) pass() {
 		// Queued requests holding a reservation keep it until they start,
 		// so that nobody ranked higher later takes the slot kept for them.
 		for _, x := range e.queueOrder(e.heads) {
-			if x.start <= now || (x.need.Fits(free) && x.earliest <= now) {
-				if e.moveToNow(x) {
-					free = sub(free, x.need)
-				}
+			if e.mech.Calendar {
+				e.compact(x, e.shareLimits(x), e.borrowLimits(x))
+			} else {
+				e.compact(x, e.queueLimits(x))
 			}
 		}
 		e.heads = slices.DeleteFunc(e.heads, func(x *entry) bool { return x.state != stQueued })
@@ -417,13 +420,12 @@ func (e *Engine) pass() {
 			h.gen++
 		}
 		e.heads = e.heads[:0]
-		free = sub(e.capTotal, e.resAt(now))
 	}
-	headed := false
+	free := sub(e.capTotal, e.resAt(now))
+	headed := len(e.heads) > 0
 	started := 0
 	for _, x := range e.queueOrder(e.queue) {
 		if x.placed {
-			headed = true
 			continue
 		}
 		if x.earliest <= now && x.need.Fits(free) {
@@ -452,36 +454,36 @@ func (e *Engine) pass() {
 	}
 }
 
-// moveToNow starts reserved or queued-with-reservation x now if it fits
-// (in share, or as a borrower leaving the reserve), else puts it back.
-func (e *Engine) moveToNow(x *entry) bool {
+// compact moves x's reservation to the earliest slot no later than its
+// own under the first of lims that has one, starting x if that is now.
+func (e *Engine) compact(x *entry, lims ...limits) {
 	now := e.now
 	oldT, old := x.start, slices.Clone(x.allocs)
-	if oldT == now {
-		// Its slot has come: it fits where it was reserved.
-		e.unplace(x, now)
+	e.unplace(x, now)
+	t, a := oldT, old
+	if oldT > now {
+		for _, lim := range lims {
+			if t2, a2, ok := e.search(x, max(now, x.earliest), oldT-1, lim); ok {
+				t, a = t2, a2
+				break
+			}
+		}
+	}
+	switch {
+	case t <= now:
 		if x.state == stQueued {
-			e.startQueued(x, old)
+			e.startQueued(x, a)
 		} else {
-			e.start(x, old)
+			e.start(x, a)
 			e.pending = append(e.pending, Event{Kind: EventStart, ID: x.req.ID, At: fromTick(now), Placement: x.placement(e)})
 		}
-		return true
+	case t == oldT:
+		e.place(x, t, a)
+	default:
+		e.place(x, t, a)
+		x.gen++
+		e.schedule(timer{at: t, kind: tStart, x: x})
 	}
-	e.unplace(x, now)
-	a, in := e.startLimits(x)
-	if a == nil {
-		e.place(x, oldT, old)
-		return false
-	}
-	x.inShare = x.inShare || in
-	if x.state == stQueued {
-		e.startQueued(x, a)
-	} else {
-		e.start(x, a)
-		e.pending = append(e.pending, Event{Kind: EventStart, ID: x.req.ID, At: fromTick(now), Placement: x.placement(e)})
-	}
-	return true
 }
 
 // startLimits finds hosts for x to start now: within its group's share if
@@ -490,7 +492,7 @@ func (e *Engine) startLimits(x *entry) ([]alloc, bool) {
 	if !e.mech.Calendar && !e.mech.Reserve {
 		return e.fitsNow(x, e.queueLimits(x)), false
 	}
-	if a := e.fitsNow(x, limits{site: e.capTotal, group: minRes(x.g.limit, e.shareLimit(share(x.g)))}); a != nil {
+	if a := e.fitsNow(x, e.shareLimits(x)); a != nil {
 		return a, true
 	}
 	return e.fitsNow(x, e.borrowLimits(x)), false
@@ -541,7 +543,13 @@ func (e *Engine) reserveHead(x *entry) {
 	if e.mech.Calendar {
 		lim = e.borrowLimits(x)
 	}
-	t, a, ok := e.search(x, max(e.now, x.earliest), x.startBy, lim)
+	// An honored reservation past start_by still keeps capacity for x
+	// while the leases ahead end early and compaction pulls it in.
+	horizon := x.startBy
+	if e.mech.Honor && len(e.heads) == 0 {
+		horizon = never
+	}
+	t, a, ok := e.search(x, max(e.now, x.earliest), horizon, lim)
 	if !ok {
 		return
 	}

@@ -292,20 +292,29 @@ func (e *Engine) findHosts(x *entry, t int64) []alloc {
 }
 
 // limits bound a search: the site's used capacity and the group's
-// committed capacity must stay within them over the lease.
+// committed capacity must stay within them over the lease. From lendUntil
+// on, the site limit shrinks by reserve: protected capacity may be lent,
+// but only until then.
 type limits struct {
-	site  lease.Resources
-	group lease.Resources
+	site      lease.Resources
+	group     lease.Resources
+	reserve   lease.Resources
+	lendUntil int64
+}
+
+// siteEarliest finds the first T >= from at which x fits the site limits.
+func (e *Engine) siteEarliest(x *entry, from, horizon int64, lim limits) (int64, bool) {
+	sc, sm := lim.site.Cores-x.need.Cores, lim.site.MemoryMiB-x.need.MemoryMiB
+	return e.agg.earliestSplit(from, x.d, sc, sm, lim.lendUntil, sc-lim.reserve.Cores, sm-lim.reserve.MemoryMiB, horizon)
 }
 
 // search finds the earliest slot for x at or after from and no later than
 // horizon under lim.
 func (e *Engine) search(x *entry, from, horizon int64, lim limits) (int64, []alloc, bool) {
-	sc, sm := lim.site.Cores-x.need.Cores, lim.site.MemoryMiB-x.need.MemoryMiB
 	gc, gm := lim.group.Cores-x.need.Cores, lim.group.MemoryMiB-x.need.MemoryMiB
 	t := from
 	for {
-		t1, ok := e.agg.earliest(t, x.d, sc, sm, horizon)
+		t1, ok := e.siteEarliest(x, t, horizon, lim)
 		if !ok {
 			return 0, nil, false
 		}

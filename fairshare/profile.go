@@ -114,35 +114,46 @@ func (p *profile) max(a, b int64) (int64, int64) {
 // earliest returns the first T >= from such that the value stays within
 // (limC, limM) on [T, T+d), and false if there is none before horizon.
 func (p *profile) earliest(from, d, limC, limM, horizon int64) (int64, bool) {
-	if limC < 0 || limM < 0 {
-		return 0, false
-	}
-	t := from
+	return p.earliestSplit(from, d, limC, limM, never, limC, limM, horizon)
+}
+
+// earliestSplit is earliest with a limit that changes at time b: (c1, m1)
+// before it, (c2, m2) from it on.
+func (p *profile) earliestSplit(from, d, c1, m1, b, c2, m2, horizon int64) (int64, bool) {
+	t, pos := from, from
 	i := p.find(from)
-	if i < 0 {
-		// Zero before the first point: fits if the window closes before it.
-		if len(p.ts) == 0 || from+d <= p.ts[0] {
-			return from, true
-		}
-		i = 0
-	}
 	for {
 		if t > horizon {
 			return 0, false
 		}
-		end := int64(never)
+		next := int64(never)
 		if i+1 < len(p.ts) {
-			end = p.ts[i+1]
+			next = p.ts[i+1]
 		}
-		if p.cores[i] > limC || p.mem[i] > limM {
+		end := next
+		if pos < b && b < end {
+			end = b
+		}
+		var vc, vm int64
+		if i >= 0 {
+			vc, vm = p.cores[i], p.mem[i]
+		}
+		lc, lm := c1, m1
+		if pos >= b {
+			lc, lm = c2, m2
+		}
+		if vc > lc || vm > lm {
 			if end == never {
 				return 0, false
 			}
 			t = end
-		} else if end >= t+d || end == never {
+		} else if end == never || end >= t+d {
 			return t, true
 		}
-		i++
+		pos = end
+		if end == next {
+			i++
+		}
 	}
 }
 

@@ -77,6 +77,39 @@ func TestProfileMatchesNaive(t *testing.T) {
 			if want < 0 && ok && got < 64 {
 				t.Fatalf("earliest(from=%d,d=%d,lim=%d) = %d, want >= 64", from, d, lim, got)
 			}
+			// A limit that drops at b: check the answer against the
+			// definition, time by time.
+			bk := rapid.Int64Range(0, 64).Draw(t, "b")
+			lim2 := rapid.Int64Range(0, lim).Draw(t, "lim2")
+			limAt := func(x int64) int64 {
+				if x < bk {
+					return lim
+				}
+				return lim2
+			}
+			fits := func(T int64) bool {
+				for x := T; x < T+d; x++ {
+					v := int64(0)
+					if x < 64 {
+						v = n[x]
+					}
+					if v > limAt(x) {
+						return false
+					}
+				}
+				return true
+			}
+			wantS := int64(-1)
+			for T := from; T < 80; T++ {
+				if fits(T) {
+					wantS = T
+					break
+				}
+			}
+			gotS, okS := p.earliestSplit(from, d, lim, 2*lim, bk, lim2, 2*lim2, never)
+			if wantS >= 0 && (!okS || gotS != wantS) {
+				t.Fatalf("earliestSplit(from=%d,d=%d,lim=%d,b=%d,lim2=%d) = %d,%v want %d", from, d, lim, bk, lim2, gotS, okS, wantS)
+			}
 		}
 		if len(live) == 0 && len(p.ts) != 0 {
 			t.Fatalf("empty profile keeps points %v", p.ts)

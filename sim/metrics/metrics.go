@@ -62,7 +62,13 @@ type Report struct {
 	Rejected          float64 `json:"rejected"`
 	OverflowCoreHours float64 `json:"overflow_core_hours"`
 	Unplaceable       int     `json:"unplaceable"`
+
+	idleDev float64
 }
+
+// IdleDeviation is the part of share_deviation that comes from capacity
+// left idle while groups demanded it: ½ (Σ target − Σ held) / C, averaged.
+func (r Report) IdleDeviation() float64 { return r.idleDev }
 
 // Options are the parameters of the metrics.
 type Options struct {
@@ -274,7 +280,7 @@ func Compute(rows []Row, o Options) (Report, *Series, error) {
 				sh += float64(gs[k].held)
 				st += targets[k]
 			}
-			DebugIdle += max(0, st-sh) / 2 / C * dt
+			rep.idleDev += max(0, st-sh) / 2 / C * dt
 			usedLocal += float64(localHeld) * dt
 			for series != nil && nextSample < t {
 				series.T = append(series.T, nextSample)
@@ -361,7 +367,7 @@ func Compute(rows []Row, o Options) (Report, *Series, error) {
 		rep.Utilization = usedLocal / (C * (lastLocal - firstSubmit).Seconds())
 	}
 	if span > 0 {
-		DebugIdle /= span.Seconds()
+		rep.idleDev /= span.Seconds()
 		rep.ShareDeviation = devInt / span.Seconds()
 	}
 	var xs []float64
@@ -405,9 +411,6 @@ func Compute(rows []Row, o Options) (Report, *Series, error) {
 	rep.WaitP99 = quantile(waits, 0.99)
 	return rep, series, nil
 }
-
-// DebugIdle is a temporary diagnostic.
-var DebugIdle float64
 
 // waterFill computes the weighted max-min fair split of c over the
 // demands of groups ks into targets.
