@@ -335,6 +335,9 @@ func (e *Engine) Advance(now time.Time) []Event {
 	var expired []*entry
 	for len(e.timers) > 0 && e.timers[0].at <= e.now {
 		t := heap.Pop(&e.timers).(timer)
+		if debugOn && t.x != nil && t.x.req.ID == "70" {
+			fmt.Println("timer", t.kind, fromTick(t.at), e.stale(t), t.gen, t.x.gen)
+		}
 		if e.stale(t) {
 			continue
 		}
@@ -403,6 +406,19 @@ func (e *Engine) pass() {
 	if len(e.queue) == 0 {
 		return
 	}
+	// A reservation whose time has come starts where it was kept, whatever
+	// the limits say now: they may have moved since it was made.
+	for _, x := range e.heads {
+		if x.placed && x.start <= now {
+			if debugOn {
+				fmt.Println("due head", x.req.ID, fromTick(x.start), fromTick(now))
+			}
+			a := slices.Clone(x.allocs)
+			e.unplace(x, now)
+			e.startQueued(x, a)
+		}
+	}
+	e.heads = slices.DeleteFunc(e.heads, func(x *entry) bool { return x.state != stQueued })
 	if e.mech.Honor {
 		// Queued requests holding a reservation keep it until they start,
 		// so that nobody ranked higher later takes the slot kept for them.
@@ -424,8 +440,17 @@ func (e *Engine) pass() {
 	free := sub(e.capTotal, e.resAt(now))
 	headed := len(e.heads) > 0
 	started := 0
-	for _, x := range e.queueOrder(e.queue) {
-		if x.placed {
+	order := e.queueOrder(e.queue)
+	if e.mech.OldestHead && !headed {
+		// The oldest request goes first and holds the reservation, as in
+		// EASY; only what backfills around it runs in fair order.
+		if i := slices.IndexFunc(e.queue, func(x *entry) bool { return x.state == stQueued }); i >= 0 {
+			x := e.queue[i]
+			order = append([]*entry{x}, slices.DeleteFunc(order, func(y *entry) bool { return y == x })...)
+		}
+	}
+	for _, x := range order {
+		if x.placed || x.state != stQueued {
 			continue
 		}
 		if x.earliest <= now && x.need.Fits(free) {
@@ -449,9 +474,7 @@ func (e *Engine) pass() {
 			free = sub(e.capTotal, e.resAt(now))
 		}
 	}
-	if started > 0 || e.mech.Honor {
-		e.queue = slices.DeleteFunc(e.queue, func(x *entry) bool { return x.state != stQueued })
-	}
+	e.queue = slices.DeleteFunc(e.queue, func(x *entry) bool { return x.state != stQueued })
 }
 
 // compact moves x's reservation to the earliest slot no later than its
@@ -516,7 +539,13 @@ func (e *Engine) queueOrder(q []*entry) []*entry {
 		}
 	}
 	out := slices.Clone(q)
+	urgent := func(x *entry) bool { return e.mech.AgingFirst && e.aged(x) }
 	sort.SliceStable(out, func(i, j int) bool {
+		if ui, uj := urgent(out[i]), urgent(out[j]); ui != uj {
+			return ui
+		} else if ui {
+			return out[i].startBy < out[j].startBy
+		}
 		ki, kj := keys[out[i].g], keys[out[j].g]
 		if ki != kj {
 			return ki < kj
@@ -531,7 +560,12 @@ func (e *Engine) resAt(t int64) lease.Resources {
 	return lease.Resources{Cores: c, MemoryMiB: m}
 }
 
+var debugOn = false
+
 func (e *Engine) startQueued(x *entry, a []alloc) {
+	if debugOn {
+		fmt.Println("start queued", x.req.ID, fromTick(e.now), a)
+	}
 	e.start(x, a)
 	e.pending = append(e.pending, Event{Kind: EventStart, ID: x.req.ID, At: fromTick(e.now), Placement: x.placement(e)})
 }
@@ -554,6 +588,9 @@ func (e *Engine) reserveHead(x *entry) {
 		return
 	}
 	e.place(x, t, a)
+	if debugOn {
+		fmt.Println("reserve head", x.req.ID, fromTick(t), fromTick(e.now), a)
+	}
 	e.heads = append(e.heads, x)
 	x.gen++
 	e.schedule(timer{at: t, kind: tStart, x: x})

@@ -233,12 +233,18 @@ func (e *Engine) place(x *entry, t int64, allocs []alloc) {
 	x.start, x.end = t, t+x.d
 	x.allocs = append(x.allocs[:0], allocs...)
 	x.placed = true
+	// Profiles forget their past where they grow, so their length stays
+	// what is live and the cost of a decision does not grow with history.
 	for _, a := range allocs {
 		n := int64(a.n)
-		e.hosts[a.host].prof.add(t, x.end, n*x.vm.Cores, n*x.vm.MemoryMiB)
+		p := &e.hosts[a.host].prof
+		p.prune(e.now)
+		p.add(t, x.end, n*x.vm.Cores, n*x.vm.MemoryMiB)
 	}
+	e.agg.prune(e.now)
 	e.agg.add(t, x.end, x.need.Cores, x.need.MemoryMiB)
 	if x.state != stQueued {
+		x.g.committed.prune(e.now)
 		x.g.committed.add(t, x.end, x.need.Cores, x.need.MemoryMiB)
 	}
 }
@@ -472,3 +478,39 @@ func fmtDur(d time.Duration) string {
 }
 
 var _ = fmt.Sprintf
+
+// Check verifies the calendar's invariants: no host is committed beyond
+// its capacity at any time, and the site profile is the sum of the hosts'.
+// Tests call it after every step.
+func (e *Engine) Check() error {
+	var sum profile
+	for _, h := range e.hosts {
+		for i := range h.prof.ts {
+			if h.prof.ts[i] < e.now && i+1 < len(h.prof.ts) && h.prof.ts[i+1] <= e.now {
+				continue
+			}
+			if h.prof.cores[i] > h.cap.Cores || h.prof.mem[i] > h.cap.MemoryMiB || h.prof.cores[i] < 0 || h.prof.mem[i] < 0 {
+				return fmt.Errorf("fairshare: host %s holds %d cores / %d MiB from %s, capacity %d / %d",
+					h.name, h.prof.cores[i], h.prof.mem[i], fromTick(h.prof.ts[i]), h.cap.Cores, h.cap.MemoryMiB)
+			}
+		}
+		for i := range h.prof.ts {
+			end := int64(never)
+			if i+1 < len(h.prof.ts) {
+				end = h.prof.ts[i+1]
+			}
+			sum.add(h.prof.ts[i], end, h.prof.cores[i], h.prof.mem[i])
+		}
+	}
+	for _, t := range append(slices.Clone(sum.ts), e.agg.ts...) {
+		if t < e.now {
+			continue
+		}
+		c1, m1 := sum.at(t)
+		c2, m2 := e.agg.at(t)
+		if c1 != c2 || m1 != m2 {
+			return fmt.Errorf("fairshare: site profile says %d cores / %d MiB at %s, hosts sum to %d / %d", c2, m2, fromTick(t), c1, m1)
+		}
+	}
+	return nil
+}

@@ -139,6 +139,11 @@ type Mechanisms struct {
 	// this fraction of its patience (time from submission to start_by), so
 	// that ranking cannot starve it into a rejection. 0 turns it off.
 	Aging float64
+	// AgingFirst puts aged requests first, earliest start_by first.
+	AgingFirst bool
+	// OldestHead gives the reservation to the oldest waiting request
+	// rather than the first in policy order.
+	OldestHead bool
 	// Honor keeps a queued request's reservation until it starts, whatever
 	// ranks higher later; without it the head's reservation is worked out
 	// anew at every pass (EASY).
