@@ -39,7 +39,9 @@ func (e *Engine) WhatIf(now time.Time, r lease.Request) lease.Decision {
 	e.setNow(now)
 	x, p := e.decide(r)
 	if x != nil {
-		e.drop(x.g) // undo the activation decide did
+		// Undo the activation decide did.
+		x.g.askedUntil = x.prevAsked
+		e.drop(x.g)
 	}
 	return e.decision(x, p)
 }
@@ -85,6 +87,8 @@ func (e *Engine) decide(r lease.Request) (*entry, plan) {
 	case x.earliest > x.startBy:
 		return nil, reject(lease.ReasonStartBy, "earliest start is after start_by")
 	}
+	x.prevAsked = g.askedUntil
+	e.ask(g, x.d)
 	e.hold(g)
 	if e.mech.Calendar {
 		return x, e.decideCalendar(x)
@@ -104,7 +108,7 @@ func (e *Engine) decideCalendar(x *entry) plan {
 			return plan{kind: lease.Granted, t: e.now, allocs: a}
 		}
 	}
-	if ok {
+	if ok && (e.mech.PromiseHorizon == 0 || t-e.now <= int64(e.mech.PromiseHorizon)) {
 		return plan{kind: lease.Deferred, t: t, allocs: a, inShare: true}
 	}
 	return e.queueOrOverflow(x)
@@ -113,7 +117,7 @@ func (e *Engine) decideCalendar(x *entry) plan {
 // decideQueue is the decision of the queue baselines.
 func (e *Engine) decideQueue(x *entry) plan {
 	p := plan{}
-	if x.earliest == e.now && (e.mech.Greedy || e.mech.Backfill || len(e.queue) == 0) {
+	if x.earliest == e.now && (e.mech.Greedy || e.mech.Backfill || e.qlive == 0) {
 		// Backfill rules let an arrival start when it fits around the
 		// head's reservation; greedy admits whatever fits.
 		if a := e.fitsNow(x, e.queueLimits(x)); a != nil {
@@ -211,9 +215,7 @@ func (e *Engine) commit(x *entry, p *plan) {
 	x.inShare = p.inShare
 	switch {
 	case p.queued:
-		x.state = stQueued
-		e.queue = append(e.queue, x)
-		e.schedule(timer{at: x.startBy, kind: tStartBy, x: x})
+		e.enqueue(x)
 		if e.mech.Backfill || e.mech.Calendar {
 			e.pass()
 		}
@@ -313,12 +315,7 @@ func (e *Engine) finish(x *entry) {
 		e.charge(x, -x.charged)
 	case stQueued:
 		e.unplace(x, e.now)
-		if i := slices.Index(e.queue, x); i >= 0 {
-			e.queue = slices.Delete(e.queue, i, i+1)
-		}
-		if i := slices.Index(e.heads, x); i >= 0 {
-			e.heads = slices.Delete(e.heads, i, i+1)
-		}
+		e.dequeue(x)
 	}
 	x.state = stDone
 	x.gen++
@@ -335,9 +332,6 @@ func (e *Engine) Advance(now time.Time) []Event {
 	var expired []*entry
 	for len(e.timers) > 0 && e.timers[0].at <= e.now {
 		t := heap.Pop(&e.timers).(timer)
-		if debugOn && t.x != nil && t.x.req.ID == "70" {
-			fmt.Println("timer", t.kind, fromTick(t.at), e.stale(t), t.gen, t.x.gen)
-		}
 		if e.stale(t) {
 			continue
 		}
@@ -357,9 +351,10 @@ func (e *Engine) Advance(now time.Time) []Event {
 			}
 		case tStartBy:
 			expired = append(expired, t.x)
+		case tAge:
+			e.age(t.x)
 		case tIdle:
-			setActive(t.g, -1)
-			t.g.idleUntil = 0
+			e.touch(t.g)
 		}
 	}
 	if freed {
@@ -385,96 +380,6 @@ func (e *Engine) Advance(now time.Time) []Event {
 		e.pending = nil
 	}
 	return out
-}
-
-// pass starts what can start now and moves reservations earlier where
-// capacity came free (conservative backfill's compression; never later),
-// fairest group first; then it runs the queue in policy order, where the
-// first request that cannot start gets a reservation later requests may
-// not delay.
-func (e *Engine) pass() {
-	now := e.now
-	if e.reservedCount > 0 {
-		for _, g := range e.rankedGroups() {
-			for _, x := range slices.Clone(g.reserved) {
-				if x.start > now && x.earliest < x.start {
-					e.compact(x, e.shareLimits(x), e.borrowLimits(x))
-				}
-			}
-		}
-	}
-	if len(e.queue) == 0 {
-		return
-	}
-	// A reservation whose time has come starts where it was kept, whatever
-	// the limits say now: they may have moved since it was made.
-	for _, x := range e.heads {
-		if x.placed && x.start <= now {
-			if debugOn {
-				fmt.Println("due head", x.req.ID, fromTick(x.start), fromTick(now))
-			}
-			a := slices.Clone(x.allocs)
-			e.unplace(x, now)
-			e.startQueued(x, a)
-		}
-	}
-	e.heads = slices.DeleteFunc(e.heads, func(x *entry) bool { return x.state != stQueued })
-	if e.mech.Honor {
-		// Queued requests holding a reservation keep it until they start,
-		// so that nobody ranked higher later takes the slot kept for them.
-		for _, x := range e.queueOrder(e.heads) {
-			if e.mech.Calendar {
-				e.compact(x, e.shareLimits(x), e.borrowLimits(x))
-			} else {
-				e.compact(x, e.queueLimits(x))
-			}
-		}
-		e.heads = slices.DeleteFunc(e.heads, func(x *entry) bool { return x.state != stQueued })
-	} else {
-		for _, h := range e.heads {
-			e.unplace(h, now)
-			h.gen++
-		}
-		e.heads = e.heads[:0]
-	}
-	free := sub(e.capTotal, e.resAt(now))
-	headed := len(e.heads) > 0
-	started := 0
-	order := e.queueOrder(e.queue)
-	if e.mech.OldestHead && !headed {
-		// The oldest request goes first and holds the reservation, as in
-		// EASY; only what backfills around it runs in fair order.
-		if i := slices.IndexFunc(e.queue, func(x *entry) bool { return x.state == stQueued }); i >= 0 {
-			x := e.queue[i]
-			order = append([]*entry{x}, slices.DeleteFunc(order, func(y *entry) bool { return y == x })...)
-		}
-	}
-	for _, x := range order {
-		if x.placed || x.state != stQueued {
-			continue
-		}
-		if x.earliest <= now && x.need.Fits(free) {
-			if a, in := e.startLimits(x); a != nil {
-				x.inShare = x.inShare || in
-				e.startQueued(x, a)
-				free = sub(free, x.need)
-				started++
-				continue
-			}
-		}
-		// The first request that cannot start holds a reservation (EASY's
-		// shadow time), and so does every request that has waited long
-		// enough to risk its start_by.
-		if !headed || e.aged(x) {
-			headed = true
-			if !e.mech.Backfill {
-				break
-			}
-			e.reserveHead(x)
-			free = sub(e.capTotal, e.resAt(now))
-		}
-	}
-	e.queue = slices.DeleteFunc(e.queue, func(x *entry) bool { return x.state != stQueued })
 }
 
 // compact moves x's reservation to the earliest slot no later than its
@@ -509,104 +414,23 @@ func (e *Engine) compact(x *entry, lims ...limits) {
 	}
 }
 
-// startLimits finds hosts for x to start now: within its group's share if
-// it can (no reserve applies), else as a borrower.
-func (e *Engine) startLimits(x *entry) ([]alloc, bool) {
-	if !e.mech.Calendar && !e.mech.Reserve {
-		return e.fitsNow(x, e.queueLimits(x)), false
-	}
-	if a := e.fitsNow(x, e.shareLimits(x)); a != nil {
-		return a, true
-	}
-	return e.fitsNow(x, e.borrowLimits(x)), false
-}
-
-// aged reports whether x has waited long enough to risk its start_by.
-func (e *Engine) aged(x *entry) bool {
-	a := e.mech.Aging
-	return a > 0 && x.startBy != never && float64(e.now-x.submit) >= a*float64(x.startBy-x.submit)
-}
-
-// queueOrder returns q (in submission order) in policy order.
-func (e *Engine) queueOrder(q []*entry) []*entry {
-	if e.mech.Order == OrderFIFO {
-		return slices.Clone(q)
-	}
-	keys := make(map[*group]float64)
-	for _, x := range q {
-		if _, ok := keys[x.g]; !ok {
-			keys[x.g] = e.key(x.g)
-		}
-	}
-	out := slices.Clone(q)
-	urgent := func(x *entry) bool { return e.mech.AgingFirst && e.aged(x) }
-	sort.SliceStable(out, func(i, j int) bool {
-		if ui, uj := urgent(out[i]), urgent(out[j]); ui != uj {
-			return ui
-		} else if ui {
-			return out[i].startBy < out[j].startBy
-		}
-		ki, kj := keys[out[i].g], keys[out[j].g]
-		if ki != kj {
-			return ki < kj
-		}
-		return out[i].g.id < out[j].g.id
-	})
-	return out
-}
-
 func (e *Engine) resAt(t int64) lease.Resources {
 	c, m := e.agg.at(t)
 	return lease.Resources{Cores: c, MemoryMiB: m}
 }
 
-var debugOn = false
-
 func (e *Engine) startQueued(x *entry, a []alloc) {
-	if debugOn {
-		fmt.Println("start queued", x.req.ID, fromTick(e.now), a)
-	}
 	e.start(x, a)
+	e.dequeue(x)
 	e.pending = append(e.pending, Event{Kind: EventStart, ID: x.req.ID, At: fromTick(e.now), Placement: x.placement(e)})
 }
 
-// reserveHead gives the queue's head a reservation so that requests behind
-// it cannot starve it (EASY's shadow time).
-func (e *Engine) reserveHead(x *entry) {
-	lim := e.queueLimits(x)
-	if e.mech.Calendar {
-		lim = e.borrowLimits(x)
-	}
-	// An honored reservation past start_by still keeps capacity for x
-	// while the leases ahead end early and compaction pulls it in.
-	horizon := x.startBy
-	if e.mech.Honor && len(e.heads) == 0 {
-		horizon = never
-	}
-	t, a, ok := e.search(x, max(e.now, x.earliest), horizon, lim)
-	if !ok {
-		return
-	}
-	e.place(x, t, a)
-	if debugOn {
-		fmt.Println("reserve head", x.req.ID, fromTick(t), fromTick(e.now), a)
-	}
-	e.heads = append(e.heads, x)
-	x.gen++
-	e.schedule(timer{at: t, kind: tStart, x: x})
-}
-
 // key is g's rank among waiting groups, lower first: decayed usage per
-// unit of share, or (KeyHeld) what it holds now per unit of share, as
-// DRF's progressive filling does.
+// unit of share (the order of Slurm's fair-share factor).
 func (e *Engine) key(g *group) float64 {
 	s := share(g)
 	if s <= 0 {
 		return math.Inf(1)
-	}
-	if e.mech.Key == KeyHeld {
-		c, m := g.committed.at(e.now)
-		return e.dominant(lease.Resources{Cores: c, MemoryMiB: m}) / s
 	}
 	return e.decayed(g) / s
 }
@@ -620,12 +444,7 @@ func (e *Engine) rankedGroups() []*group {
 			gs = append(gs, g)
 		}
 	}
-	sort.Slice(gs, func(i, j int) bool {
-		if gs[i].key != gs[j].key {
-			return gs[i].key < gs[j].key
-		}
-		return gs[i].id < gs[j].id
-	})
+	sortGroups(gs)
 	return gs
 }
 
@@ -679,8 +498,8 @@ func (e *Engine) Shares(now time.Time) []GroupShare {
 		for _, x := range g.reserved {
 			gs.Reserved = gs.Reserved.Add(x.need)
 		}
-		for _, x := range e.queue {
-			if x.g == g {
+		for _, x := range g.queue {
+			if x.state == stQueued {
 				gs.Queued = gs.Queued.Add(x.need)
 			}
 		}

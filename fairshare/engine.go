@@ -27,8 +27,16 @@ type Engine struct {
 	groups map[lease.GroupID]*group
 	nodes  map[lease.GroupID]*node
 	root   *node
-	queue  []*entry // waiting without a firm time, in submission order
-	heads  []*entry // queued entries holding a reservation: the head, and aged requests
+	// queue holds the requests waiting without a firm time in submission
+	// order; entries that started or ended linger until swept.
+	queue []*entry
+	qlive int
+	// aged holds waiting requests past their aging point, by start_by.
+	agedQ []*entry
+	// head is the waiting request holding EASY's reservation.
+	head   *entry
+	passID uint64
+	inPass bool
 	// reservedCount counts firm reservations not yet started.
 	reservedCount int
 
@@ -76,24 +84,30 @@ type entry struct {
 	inShare    bool
 	charged    float64
 	gen        uint32
+	seen       uint64 // the pass that last looked at it
+	prevAsked  int64
 }
 
 // group is a leaf of the share tree that has asked for something.
 type group struct {
-	id        lease.GroupID
-	node      *node
-	limit     lease.Resources // quota and static cap on what it holds at once
-	maxLease  int64
-	maxVMs    int
-	committed profile // running and reserved leases
-	usage     float64 // decayed, in site-seconds of the dominant resource
-	usageAt   int64
-	reserved  []*entry // firm future starts
-	count     int      // live entries
-	idleUntil int64
-	key       float64
-	spent     float64 // overflow core-hours in the current budget period
-	period    int64
+	id         lease.GroupID
+	node       *node
+	limit      lease.Resources // quota and static cap on what it holds at once
+	maxLease   int64
+	maxVMs     int
+	committed  profile // running and reserved leases
+	usage      float64 // decayed, in site-seconds of the dominant resource
+	usageAt    int64
+	reserved   []*entry // firm future starts
+	queue      []*entry // waiting, in submission order; swept like Engine.queue
+	qlive      int
+	count      int   // live entries
+	idleUntil  int64 // active window after the last lease (ActiveHeld)
+	askedUntil int64 // end of the latest requested interval (ActiveAsked)
+	active     bool
+	key        float64
+	spent      float64 // overflow core-hours in the current budget period
+	period     int64
 }
 
 // node is a node of the share tree; activeWeight sums the weights of its
@@ -145,7 +159,56 @@ func (e *Engine) nodeFor(id lease.GroupID) *node {
 	return n
 }
 
-func (g *group) isActive(now int64) bool { return g.count > 0 || now < g.idleUntil }
+func (g *group) isActive(now int64) bool { return g.active }
+
+// wantActive says whether g should count among the active groups now.
+func (e *Engine) wantActive(g *group) bool {
+	if e.pol.Activity == policies.ActiveAsked {
+		return e.now < g.askedUntil
+	}
+	return g.count > 0 || e.now < g.idleUntil
+}
+
+// touch brings g's place in the active set up to date.
+func (e *Engine) touch(g *group) {
+	if want := e.wantActive(g); want != g.active {
+		g.active = want
+		if want {
+			setActive(g, 1)
+		} else {
+			setActive(g, -1)
+		}
+	}
+}
+
+// ask marks that g asked for capacity over [now, now+d).
+func (e *Engine) ask(g *group, d int64) {
+	if e.now+d > g.askedUntil {
+		g.askedUntil = e.now + d
+		if e.pol.Activity == policies.ActiveAsked {
+			e.schedule(timer{at: g.askedUntil, kind: tIdle, g: g})
+		}
+	}
+	e.touch(g)
+}
+
+// hold marks a new live entry of g at now.
+func (e *Engine) hold(g *group) {
+	g.count++
+	e.touch(g)
+}
+
+// drop marks a live entry of g as gone at now.
+func (e *Engine) drop(g *group) {
+	g.count--
+	if g.count == 0 && e.pol.Activity != policies.ActiveAsked {
+		if w := int64(e.pol.ActiveWindow); w > 0 {
+			g.idleUntil = e.now + w
+			e.schedule(timer{at: g.idleUntil, kind: tIdle, g: g})
+		}
+	}
+	e.touch(g)
+}
 
 // setActive adds (+1) or removes (-1) g from the active set, keeping the
 // active weights along its path.
@@ -174,28 +237,6 @@ func share(g *group) float64 {
 		s *= n.weight / n.parent.activeWeight
 	}
 	return s
-}
-
-// hold marks a new live entry of g at now.
-func (e *Engine) hold(g *group) {
-	if !g.isActive(e.now) {
-		setActive(g, 1)
-	}
-	g.count++
-}
-
-// drop marks a live entry of g as gone at now.
-func (e *Engine) drop(g *group) {
-	g.count--
-	if g.count > 0 {
-		return
-	}
-	if w := int64(e.pol.ActiveWindow); w > 0 {
-		g.idleUntil = e.now + w
-		e.schedule(timer{at: g.idleUntil, kind: tIdle, g: g})
-		return
-	}
-	setActive(g, -1)
 }
 
 // decayed returns g's usage decayed to now.
@@ -366,7 +407,7 @@ func (e *Engine) shareLimit(s float64) lease.Resources {
 // reserve is what borrowers must leave free for g's sake: a fraction α of
 // the unused shares of the other active groups below their share.
 func (e *Engine) reserve(g *group) lease.Resources {
-	if !e.mech.Reserve || e.pol.Reserve <= 0 {
+	if !e.mech.Reserve || (e.pol.Reserve <= 0 && e.pol.ReserveArrivals <= 0) {
 		return lease.Resources{}
 	}
 	var def [2]float64
@@ -380,7 +421,18 @@ func (e *Engine) reserve(g *group) lease.Resources {
 		def[1] += float64(max(0, lim.MemoryMiB-m))
 	}
 	a := e.pol.Reserve
-	return lease.Resources{Cores: int64(a * def[0]), MemoryMiB: int64(a * def[1])}
+	r := lease.Resources{Cores: int64(a * def[0]), MemoryMiB: int64(a * def[1])}
+	if n := e.pol.ReserveArrivals; n > 0 {
+		// A group that arrives now would be entitled at once to what a
+		// new root group weighs against the active ones.
+		w := e.pol.Defaults.Weight
+		if w <= 0 {
+			w = 1
+		}
+		s := n * w / (e.root.activeWeight + w)
+		r = r.Add(e.shareLimit(min(s, 1)))
+	}
+	return r
 }
 
 // timers
@@ -392,6 +444,7 @@ const (
 	tEnd                          // a running lease's end
 	tStartBy                      // a queued request's start_by
 	tIdle                         // a group's active window closes
+	tAge                          // a queued request has waited its aging fraction
 )
 
 type timer struct {
@@ -431,9 +484,9 @@ func (e *Engine) schedule(t timer) {
 func (e *Engine) stale(t timer) bool {
 	switch t.kind {
 	case tIdle:
-		return t.g.count > 0 || t.g.idleUntil != t.at
-	case tStartBy:
-		// Head reservations come and go; start_by holds while it waits.
+		return t.at != t.g.idleUntil && t.at != t.g.askedUntil
+	case tStartBy, tAge:
+		// Head reservations come and go; these hold while it waits.
 		return t.x.state != stQueued
 	default:
 		return t.x.gen != t.gen

@@ -107,15 +107,6 @@ const (
 	OrderFair              // by decayed usage over share, then submission
 )
 
-// Key is what fair order ranks groups by.
-type Key uint8
-
-// Keys.
-const (
-	KeyUsage Key = iota // decayed usage over share (Slurm's fair-share factor)
-	KeyHeld             // held now over share (DRF)
-)
-
 // Mechanisms is what a policy is made of.
 type Mechanisms struct {
 	// Order ranks waiting requests.
@@ -133,21 +124,18 @@ type Mechanisms struct {
 	Calendar bool
 	// Reserve applies the policy's protected reserve to borrowers.
 	Reserve bool
-	// Key ranks groups in fair order.
-	Key Key
-	// Aging gives a waiting request its own reservation once it has waited
-	// this fraction of its patience (time from submission to start_by), so
-	// that ranking cannot starve it into a rejection. 0 turns it off.
+	// Aging ranks a waiting request first (earliest start_by first) once
+	// it has waited this fraction of its patience (submission to start_by),
+	// so that fair order delays it but cannot starve it into a rejection.
+	// 0 turns it off.
 	Aging float64
-	// AgingFirst puts aged requests first, earliest start_by first.
-	AgingFirst bool
-	// OldestHead gives the reservation to the oldest waiting request
-	// rather than the first in policy order.
-	OldestHead bool
-	// Honor keeps a queued request's reservation until it starts, whatever
-	// ranks higher later; without it the head's reservation is worked out
-	// anew at every pass (EASY).
-	Honor bool
+	// PromiseHorizon bounds how far ahead the calendar promises a start:
+	// an in-share request whose slot is further away waits in the queue
+	// instead. 0 means no bound.
+	PromiseHorizon time.Duration
+	// InShareFirst ranks requests that keep their group within its share
+	// before all others.
+	InShareFirst bool
 	// CapFraction caps each group at this fraction of the site (Nimbus-like
 	// static caps); 0 means no cap beyond the policy's quotas.
 	CapFraction float64
@@ -159,7 +147,7 @@ var Presets = map[string]Mechanisms{
 	"easy":      {Order: OrderFIFO, Backfill: true},
 	"caps":      {Order: OrderFIFO, Backfill: true, CapFraction: 0.5},
 	"fairorder": {Order: OrderFair, Backfill: true},
-	"fairlease": {Order: OrderFair, Backfill: true, Calendar: true, Reserve: true, Honor: true},
+	"fairlease": {Order: OrderFair, Backfill: true, Calendar: true, Reserve: true, InShareFirst: true, Aging: 0.5, PromiseHorizon: time.Hour},
 }
 
 // PolicyNames lists the presets in the order reports show them.
@@ -170,6 +158,12 @@ func New(name string, hosts []Host, pol *policies.Policy) (Scheduler, error) {
 	m, ok := Presets[name]
 	if !ok {
 		return nil, fmt.Errorf("fairshare: unknown policy %q (want one of %s)", name, strings.Join(PolicyNames, ", "))
+	}
+	if name == "fairlease" && pol != nil {
+		// The product's knobs come from the site policy; the baselines
+		// stay what they are.
+		m.Aging = pol.Aging
+		m.PromiseHorizon = pol.PromiseHorizon
 	}
 	return NewEngine(name, m, hosts, pol)
 }

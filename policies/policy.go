@@ -30,10 +30,26 @@ type Policy struct {
 	// Reserve is α in [0,1]: the fraction of below-share groups' unused
 	// share kept free from borrowers, so that they can still start at once.
 	Reserve float64 `toml:"reserve"`
-	// LoanLimit is L: capacity borrowed beyond a share must come back within
-	// L, since without preemption lending is only safe for bounded time.
-	// 0 means no limit.
+	// ReserveArrivals is how many groups' worth of share the reserve also
+	// keeps for groups that are not active yet: a group that arrives is
+	// entitled at once, but without preemption it can only start on what
+	// is free.
+	ReserveArrivals float64 `toml:"reserve_arrivals"`
+	// LoanLimit is L: how long protected capacity may be lent to borrowers.
+	// A borrower may use the reserve only for the part of its lease that
+	// ends within L, since without preemption lending is only safe for
+	// bounded time. 0 means the reserve is never lent.
 	LoanLimit time.Duration `toml:"loan_limit"`
+	// Aging is the fraction of its patience (submission to start_by) after
+	// which a waiting request is served before fairer ones, so that fair
+	// ordering delays but does not starve it into a rejection. 0 turns it
+	// off.
+	Aging float64 `toml:"aging"`
+	// PromiseHorizon bounds how far ahead an in-share request gets a firm
+	// start time; one whose earliest slot is further away waits in fair
+	// order instead, since far promises hold capacity against requests
+	// that are fairer but come later. 0 means no bound.
+	PromiseHorizon time.Duration `toml:"promise_horizon"`
 	// HalfLife is the half-life of decayed usage (default 7 days): how
 	// quickly past use stops counting against a group.
 	HalfLife time.Duration `toml:"half_life"`
@@ -41,6 +57,12 @@ type Policy struct {
 	// after its last lease ended. 0 counts only groups holding or waiting,
 	// which measured best.
 	ActiveWindow time.Duration `toml:"active_window"`
+	// Activity says which groups count as active, among whom shares are
+	// split: ActiveHeld (default) counts groups holding or waiting for
+	// capacity (plus ActiveWindow); ActiveAsked counts a group from each
+	// submission for the length it asked for, the interval in which it
+	// wanted the capacity whether or not it got it.
+	Activity string `toml:"activity"`
 	// Patience gives requests without a start_by one: submit + Patience.
 	Patience time.Duration `toml:"patience"`
 	// UnknownGroups is UnknownAllow or UnknownReject.
@@ -100,18 +122,26 @@ type Overflow struct {
 	Period time.Duration `toml:"period"`
 }
 
+// Activity rules.
+const (
+	ActiveHeld  = "held"
+	ActiveAsked = "asked"
+)
+
 // Default returns the built-in policy: the knobs that measured best in the
 // first prototype study, equal weights, no quotas, no overflow, unknown
 // groups allowed. Parse starts from it.
 func Default() *Policy {
 	return &Policy{
-		Name:          "default",
-		Reserve:       0.1,
-		LoanLimit:     0,
-		HalfLife:      7 * Day,
-		ActiveWindow:  0,
-		Patience:      24 * time.Hour,
-		UnknownGroups: UnknownAllow,
+		Name:           "default",
+		Reserve:        0,
+		LoanLimit:      0,
+		Aging:          0.5,
+		PromiseHorizon: time.Hour,
+		HalfLife:       7 * Day,
+		ActiveWindow:   0,
+		Patience:       24 * time.Hour,
+		UnknownGroups:  UnknownAllow,
 		Defaults: Group{
 			Weight:   1,
 			Overflow: Overflow{Period: 30 * Day},

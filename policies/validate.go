@@ -66,12 +66,22 @@ func (p *Policy) problems() []*LoadError {
 	if !(p.Reserve >= 0 && p.Reserve <= 1) {
 		add(toml.Key{"reserve"}, "must be in [0,1], got %v", p.Reserve)
 	}
-	nonNegative(add, toml.Key{"loan_limit"}, p.LoanLimit, "0s = no limit")
+	if !(p.ReserveArrivals >= 0 && p.ReserveArrivals <= 100) {
+		add(toml.Key{"reserve_arrivals"}, "must be in [0,100], got %v", p.ReserveArrivals)
+	}
+	nonNegative(add, toml.Key{"loan_limit"}, p.LoanLimit, "0s = the reserve is never lent")
+	if !(p.Aging >= 0 && p.Aging <= 1) {
+		add(toml.Key{"aging"}, "must be in [0,1], got %v", p.Aging)
+	}
+	nonNegative(add, toml.Key{"promise_horizon"}, p.PromiseHorizon, "0s = no bound")
 	if p.HalfLife <= 0 {
 		add(toml.Key{"half_life"}, "must be > 0, got %s", FormatDuration(p.HalfLife))
 	}
 	nonNegative(add, toml.Key{"active_window"}, p.ActiveWindow, "")
 	nonNegative(add, toml.Key{"patience"}, p.Patience, "")
+	if p.Activity != ActiveHeld && p.Activity != ActiveAsked {
+		add(toml.Key{"activity"}, "must be %q or %q, got %q", ActiveHeld, ActiveAsked, p.Activity)
+	}
 	if p.UnknownGroups != UnknownAllow && p.UnknownGroups != UnknownReject {
 		add(toml.Key{"unknown_groups"}, "must be %q or %q, got %q", UnknownAllow, UnknownReject, p.UnknownGroups)
 	}

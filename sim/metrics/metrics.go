@@ -146,14 +146,14 @@ func Check(rows []Row) error {
 // event kinds in the order they apply at one instant: releases first,
 // then the in-share test of requests submitted at that instant, then starts.
 const (
-	evEnd       = iota // held -
-	evIdealEnd         // active -
-	evWaitEnd          // waiting - (start or decision)
-	evRejEnd           // rejected demand -
-	evIdeal            // active +
-	evSubmit           // in-share test, waiting +
-	evRejStart         // rejected demand +
-	evStart            // held +
+	evEnd      = iota // held -
+	evIdealEnd        // active -
+	evWaitEnd         // waiting - (start or decision)
+	evRejEnd          // rejected demand -
+	evIdeal           // active +
+	evSubmit          // in-share test, waiting +
+	evRejStart        // rejected demand +
+	evStart           // held +
 )
 
 type event struct {

@@ -1,0 +1,233 @@
+package fairshare
+
+import (
+	"maps"
+	"slices"
+	"sort"
+
+	"github.com/fairlease/fairlease/lease"
+)
+
+// The queue holds requests that wait without a firm time. A pass runs it
+// in policy order whenever capacity may have come free. Passes must stay
+// cheap with thousands waiting (a parameter scan queues thousands of VMs
+// at once), so a pass walks groups rather than requests where it can,
+// stops once nothing more can start, and finished entries are swept
+// lazily instead of being cut out one by one.
+
+// enqueue puts x in the queue.
+func (e *Engine) enqueue(x *entry) {
+	x.state = stQueued
+	e.queue = append(e.queue, x)
+	e.qlive++
+	x.g.queue = append(x.g.queue, x)
+	x.g.qlive++
+	e.schedule(timer{at: x.startBy, kind: tStartBy, x: x})
+	if a := e.mech.Aging; a > 0 && x.startBy != never {
+		e.schedule(timer{at: x.submit + int64(a*float64(x.startBy-x.submit)), kind: tAge, x: x})
+	}
+}
+
+// dequeue notes that x, once queued, no longer waits.
+func (e *Engine) dequeue(x *entry) {
+	e.qlive--
+	x.g.qlive--
+	if x == e.head {
+		e.head = nil
+	}
+	if e.inPass {
+		// A pass is walking these slices; it sweeps when it is done.
+		return
+	}
+	e.sweepQueues(x.g)
+}
+
+// sweepQueues drops finished entries from the queues once they are many.
+func (e *Engine) sweepQueues(gs ...*group) {
+	e.queue = sweep(e.queue, e.qlive)
+	for _, g := range gs {
+		g.queue = sweep(g.queue, g.qlive)
+	}
+	e.agedQ = slices.DeleteFunc(e.agedQ, func(x *entry) bool { return x.state != stQueued })
+}
+
+// sweep drops entries that no longer wait once they are half of q.
+func sweep(q []*entry, live int) []*entry {
+	if len(q) < 32 || live*2 > len(q) {
+		return q
+	}
+	return slices.DeleteFunc(q, func(x *entry) bool { return x.state != stQueued })
+}
+
+// age moves x among the requests at risk of missing their start_by.
+func (e *Engine) age(x *entry) {
+	i := sort.Search(len(e.agedQ), func(i int) bool { return e.agedQ[i].startBy > x.startBy })
+	e.agedQ = slices.Insert(e.agedQ, i, x)
+}
+
+// passState is what one pass knows as it goes.
+type passState struct {
+	free   lease.Resources
+	headed bool
+	stop   bool
+}
+
+// pass starts what can start now: calendar reservations move as early as
+// they can (conservative backfill's compression, never later), fairest
+// group first; then the queue runs in policy order, and the first request
+// that cannot start gets a reservation the ones after it may not delay.
+func (e *Engine) pass() {
+	now := e.now
+	if e.reservedCount > 0 {
+		for _, g := range e.rankedGroups() {
+			for _, x := range slices.Clone(g.reserved) {
+				if x.start > now && x.earliest < x.start {
+					e.compact(x, e.shareLimits(x), e.borrowLimits(x))
+				}
+			}
+		}
+	}
+	if h := e.head; h != nil {
+		e.head = nil
+		if h.state == stQueued && h.placed {
+			if h.start <= now {
+				// Its time has come: it starts where it was kept, whatever
+				// the limits say now.
+				a := slices.Clone(h.allocs)
+				e.unplace(h, now)
+				e.startQueued(h, a)
+			} else {
+				e.unplace(h, now)
+				h.gen++
+			}
+		}
+	}
+	if e.qlive == 0 {
+		return
+	}
+	e.passID++
+	e.inPass = true
+	defer func() {
+		e.inPass = false
+		e.sweepQueues(slices.Collect(maps.Values(e.groups))...)
+	}()
+	st := &passState{free: sub(e.capTotal, e.resAt(now))}
+	if e.mech.Order == OrderFIFO {
+		for _, x := range e.queue {
+			if e.visit(x, st); st.stop {
+				break
+			}
+		}
+		return
+	}
+	groups := e.queuedGroups()
+	if e.mech.InShareFirst {
+		for _, g := range groups {
+			room := e.shareLimit(share(g))
+			c, m := g.committed.at(now)
+			room = sub(room, lease.Resources{Cores: c, MemoryMiB: m})
+			for _, x := range g.queue {
+				if x.state == stQueued && x.need.Fits(room) {
+					if e.visit(x, st); st.stop {
+						return
+					}
+				}
+			}
+		}
+	}
+	if e.mech.Aging > 0 {
+		for _, x := range slices.Clone(e.agedQ) {
+			if e.visit(x, st); st.stop {
+				return
+			}
+		}
+	}
+	for _, g := range groups {
+		if g.qlive == 0 {
+			continue
+		}
+		for _, x := range g.queue {
+			if e.visit(x, st); st.stop {
+				return
+			}
+		}
+	}
+}
+
+// visit gives waiting x its turn in a pass.
+func (e *Engine) visit(x *entry, st *passState) {
+	if x.state != stQueued || x.seen == e.passID {
+		return
+	}
+	x.seen = e.passID
+	if x.earliest <= e.now && x.need.Fits(st.free) {
+		if a, in := e.startLimits(x); a != nil {
+			x.inShare = x.inShare || in
+			e.startQueued(x, a)
+			st.free = sub(st.free, x.need)
+			st.stop = st.headed && st.free.Cores <= 0
+			return
+		}
+	}
+	if !st.headed {
+		st.headed = true
+		if !e.mech.Backfill {
+			st.stop = true // a strict queue: nothing passes its head
+			return
+		}
+		e.reserveHead(x)
+		st.free = sub(e.capTotal, e.resAt(e.now))
+	}
+	st.stop = st.free.Cores <= 0
+}
+
+// queuedGroups returns the groups with waiting requests, fairest first.
+func (e *Engine) queuedGroups() []*group {
+	var gs []*group
+	for _, g := range e.groups {
+		if g.qlive > 0 {
+			g.key = e.key(g)
+			gs = append(gs, g)
+		}
+	}
+	sortGroups(gs)
+	return gs
+}
+
+func sortGroups(gs []*group) {
+	sort.Slice(gs, func(i, j int) bool {
+		if gs[i].key != gs[j].key {
+			return gs[i].key < gs[j].key
+		}
+		return gs[i].id < gs[j].id
+	})
+}
+
+// reserveHead gives the queue's head a reservation so that requests behind
+// it cannot starve it (EASY's shadow time).
+func (e *Engine) reserveHead(x *entry) {
+	lim := e.queueLimits(x)
+	if e.mech.Calendar {
+		lim = e.borrowLimits(x)
+	}
+	t, a, ok := e.search(x, max(e.now, x.earliest), x.startBy, lim)
+	if !ok {
+		return
+	}
+	e.place(x, t, a)
+	e.head = x
+	x.gen++
+	e.schedule(timer{at: t, kind: tStart, x: x})
+}
+
+// startLimits finds hosts for x to start now: within its group's share if
+// it can (no reserve applies), else as a borrower.
+func (e *Engine) startLimits(x *entry) ([]alloc, bool) {
+	if !e.mech.Calendar && !e.mech.Reserve {
+		return e.fitsNow(x, e.queueLimits(x)), false
+	}
+	if a := e.fitsNow(x, e.shareLimits(x)); a != nil {
+		return a, true
+	}
+	return e.fitsNow(x, e.borrowLimits(x)), false
+}
