@@ -22,6 +22,7 @@ type Engine struct {
 	capTotal lease.Resources
 	maxHost  lease.Resources
 	agg      profile // used capacity of the whole site over time
+	ix       *hostIndex
 
 	leases map[lease.ID]*entry
 	groups map[lease.GroupID]*group
@@ -37,6 +38,10 @@ type Engine struct {
 	head   *entry
 	passID uint64
 	inPass bool
+	dirty  []*group // groups whose queues lost entries during a pass
+	// qgroups lists groups with waiting requests (and, lazily, some that
+	// have none left).
+	qgroups []*group
 	// reservedCount counts firm reservations not yet started.
 	reservedCount int
 
@@ -101,6 +106,7 @@ type group struct {
 	reserved   []*entry // firm future starts
 	queue      []*entry // waiting, in submission order; swept like Engine.queue
 	qlive      int
+	listed     bool  // in Engine.qgroups
 	count      int   // live entries
 	idleUntil  int64 // active window after the last lease (ActiveHeld)
 	askedUntil int64 // end of the latest requested interval (ActiveAsked)
@@ -281,6 +287,7 @@ func (e *Engine) place(x *entry, t int64, allocs []alloc) {
 		p := &e.hosts[a.host].prof
 		p.prune(e.now)
 		p.add(t, x.end, n*x.vm.Cores, n*x.vm.MemoryMiB)
+		e.refresh(int(a.host))
 	}
 	e.agg.prune(e.now)
 	e.agg.add(t, x.end, x.need.Cores, x.need.MemoryMiB)
@@ -300,6 +307,7 @@ func (e *Engine) unplace(x *entry, from int64) {
 		for _, al := range x.allocs {
 			n := int64(al.n)
 			e.hosts[al.host].prof.add(a, b, -n*x.vm.Cores, -n*x.vm.MemoryMiB)
+			e.refresh(int(al.host))
 		}
 		e.agg.add(a, b, -x.need.Cores, -x.need.MemoryMiB)
 		if x.state != stQueued {
@@ -314,28 +322,41 @@ func (e *Engine) unplace(x *entry, from int64) {
 func (e *Engine) findHosts(x *entry, t int64) []alloc {
 	out := e.scratch[:0]
 	left := int64(x.req.Count)
-	for i, h := range e.hosts {
-		if x.vm.Cores > h.cap.Cores || x.vm.MemoryMiB > h.cap.MemoryMiB {
-			continue
-		}
+	take := func(i int, h *hostCal) bool {
 		mc, mm := h.prof.max(t, t+x.d)
 		k := (h.cap.Cores - mc) / x.vm.Cores
 		if x.vm.MemoryMiB > 0 {
 			k = min(k, (h.cap.MemoryMiB-mm)/x.vm.MemoryMiB)
 		}
 		if k <= 0 {
-			continue
+			return false
 		}
 		k = min(k, left)
 		out = append(out, alloc{host: int32(i), n: int32(k)})
 		left -= k
-		if left == 0 {
-			e.scratch = out
-			return slices.Clone(out)
+		return left == 0
+	}
+	done := false
+	if t == e.now {
+		// Only hosts with room now can hold a lease that starts now.
+		e.advanceIndex()
+		for i := e.ix.first(0, x.vm.Cores, x.vm.MemoryMiB); i >= 0 && !done; i = e.ix.first(i+1, x.vm.Cores, x.vm.MemoryMiB) {
+			done = take(i, e.hosts[i])
+		}
+	} else {
+		for i, h := range e.hosts {
+			if x.vm.Fits(h.cap) {
+				if done = take(i, h); done {
+					break
+				}
+			}
 		}
 	}
 	e.scratch = out
-	return nil
+	if !done {
+		return nil
+	}
+	return slices.Clone(out)
 }
 
 // limits bound a search: the site's used capacity and the group's

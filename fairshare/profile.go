@@ -1,9 +1,6 @@
 package fairshare
 
-import (
-	"math"
-	"sort"
-)
+import "math"
 
 // never is the time of "no end": a profile that never drops below a limit.
 const never = math.MaxInt64
@@ -21,9 +18,17 @@ type profile struct {
 
 // find returns the index of the last point at or before t, or -1.
 func (p *profile) find(t int64) int {
-	// sort.Search is fine here: profiles of hosts and groups are short and
-	// the site profile is searched once per query.
-	return sort.Search(len(p.ts), func(i int) bool { return p.ts[i] > t }) - 1
+	// A hand-written search: this is the innermost loop of every decision.
+	lo, hi := 0, len(p.ts)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if p.ts[m] <= t {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo - 1
 }
 
 // at returns the value at t.

@@ -1,7 +1,6 @@
 package fairshare
 
 import (
-	"maps"
 	"slices"
 	"sort"
 
@@ -21,7 +20,10 @@ func (e *Engine) enqueue(x *entry) {
 	e.queue = append(e.queue, x)
 	e.qlive++
 	x.g.queue = append(x.g.queue, x)
-	x.g.qlive++
+	if x.g.qlive++; x.g.qlive == 1 && !x.g.listed {
+		x.g.listed = true
+		e.qgroups = append(e.qgroups, x.g)
+	}
 	e.schedule(timer{at: x.startBy, kind: tStartBy, x: x})
 	if a := e.mech.Aging; a > 0 && x.startBy != never {
 		e.schedule(timer{at: x.submit + int64(a*float64(x.startBy-x.submit)), kind: tAge, x: x})
@@ -37,6 +39,7 @@ func (e *Engine) dequeue(x *entry) {
 	}
 	if e.inPass {
 		// A pass is walking these slices; it sweeps when it is done.
+		e.dirty = append(e.dirty, x.g)
 		return
 	}
 	e.sweepQueues(x.g)
@@ -48,7 +51,9 @@ func (e *Engine) sweepQueues(gs ...*group) {
 	for _, g := range gs {
 		g.queue = sweep(g.queue, g.qlive)
 	}
-	e.agedQ = slices.DeleteFunc(e.agedQ, func(x *entry) bool { return x.state != stQueued })
+	if len(e.agedQ) > 0 {
+		e.agedQ = slices.DeleteFunc(e.agedQ, func(x *entry) bool { return x.state != stQueued })
+	}
 }
 
 // sweep drops entries that no longer wait once they are half of q.
@@ -70,6 +75,7 @@ type passState struct {
 	free   lease.Resources
 	headed bool
 	stop   bool
+	old    *entry // the head when the pass began
 }
 
 // pass starts what can start now: calendar reservations move as early as
@@ -87,31 +93,31 @@ func (e *Engine) pass() {
 			}
 		}
 	}
-	if h := e.head; h != nil {
+	if h := e.head; h != nil && h.placed && h.start <= now {
+		// Its time has come: it starts where it was kept, whatever the
+		// limits say now.
 		e.head = nil
-		if h.state == stQueued && h.placed {
-			if h.start <= now {
-				// Its time has come: it starts where it was kept, whatever
-				// the limits say now.
-				a := slices.Clone(h.allocs)
-				e.unplace(h, now)
-				e.startQueued(h, a)
-			} else {
-				e.unplace(h, now)
-				h.gen++
-			}
-		}
+		a := slices.Clone(h.allocs)
+		e.unplace(h, now)
+		e.startQueued(h, a)
 	}
 	if e.qlive == 0 {
 		return
 	}
 	e.passID++
 	e.inPass = true
+	st := &passState{free: sub(e.capTotal, e.resAt(now)), old: e.head}
 	defer func() {
+		// A head that lost its place to a fairer request gives up its
+		// reservation.
+		if h := st.old; h != nil && h != e.head && h.state == stQueued && h.placed {
+			e.unplace(h, now)
+			h.gen++
+		}
 		e.inPass = false
-		e.sweepQueues(slices.Collect(maps.Values(e.groups))...)
+		e.sweepQueues(e.dirty...)
+		e.dirty = e.dirty[:0]
 	}()
-	st := &passState{free: sub(e.capTotal, e.resAt(now))}
 	if e.mech.Order == OrderFIFO {
 		for _, x := range e.queue {
 			if e.visit(x, st); st.stop {
@@ -161,7 +167,20 @@ func (e *Engine) visit(x *entry, st *passState) {
 	}
 	x.seen = e.passID
 	if x.earliest <= e.now && x.need.Fits(st.free) {
-		if a, in := e.startLimits(x); a != nil {
+		if x.placed {
+			// The head: free its slot to see whether it fits now.
+			oldT, old := x.start, slices.Clone(x.allocs)
+			e.unplace(x, e.now)
+			if a, in := e.startLimits(x); a != nil {
+				e.head = nil
+				x.inShare = x.inShare || in
+				e.startQueued(x, a)
+				st.free = sub(st.free, x.need)
+				st.stop = st.headed && st.free.Cores <= 0
+				return
+			}
+			e.place(x, oldT, old)
+		} else if a, in := e.startLimits(x); a != nil {
 			x.inShare = x.inShare || in
 			e.startQueued(x, a)
 			st.free = sub(st.free, x.need)
@@ -175,23 +194,36 @@ func (e *Engine) visit(x *entry, st *passState) {
 			st.stop = true // a strict queue: nothing passes its head
 			return
 		}
-		e.reserveHead(x)
-		st.free = sub(e.capTotal, e.resAt(e.now))
+		// The first request that cannot start holds the reservation. The
+		// head keeps the one it has; a new head takes over from the old.
+		if !x.placed {
+			if h := st.old; h != nil && h.placed && h.state == stQueued {
+				e.unplace(h, e.now)
+				h.gen++
+			}
+			e.head = nil
+			e.reserveHead(x)
+			st.free = sub(e.capTotal, e.resAt(e.now))
+		}
+	} else if x.placed {
+		// An old head overtaken by a fairer one.
+		e.unplace(x, e.now)
+		x.gen++
 	}
 	st.stop = st.free.Cores <= 0
 }
 
 // queuedGroups returns the groups with waiting requests, fairest first.
 func (e *Engine) queuedGroups() []*group {
-	var gs []*group
-	for _, g := range e.groups {
-		if g.qlive > 0 {
-			g.key = e.key(g)
-			gs = append(gs, g)
-		}
+	e.qgroups = slices.DeleteFunc(e.qgroups, func(g *group) bool {
+		g.listed = g.qlive > 0
+		return !g.listed
+	})
+	for _, g := range e.qgroups {
+		g.key = e.key(g)
 	}
-	sortGroups(gs)
-	return gs
+	sortGroups(e.qgroups)
+	return slices.Clone(e.qgroups)
 }
 
 func sortGroups(gs []*group) {

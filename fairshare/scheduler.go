@@ -199,6 +199,10 @@ func NewEngine(name string, m Mechanisms, hosts []Host, pol *policies.Policy) (*
 		e.maxHost.MemoryMiB = max(e.maxHost.MemoryMiB, h.Capacity.MemoryMiB)
 	}
 	e.root = &node{}
+	e.ix = newHostIndex(len(e.hosts))
+	for i := range e.hosts {
+		e.refresh(i)
+	}
 	return e, nil
 }
 
