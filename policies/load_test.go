@@ -57,7 +57,7 @@ func TestExamplesLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"default.toml", "small-site.toml"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"default.toml", "guarantee.toml", "small-site.toml"}, names); diff != "" {
 		t.Errorf("example files (-want +got):\n%s", diff)
 	}
 	for _, name := range names {
@@ -104,7 +104,8 @@ func TestSmallSite(t *testing.T) {
 	top := *p
 	top.Defaults, top.Groups = policies.Group{}, nil
 	wantTop := policies.Policy{
-		Name: "small-site", Reserve: 0.1, HalfLife: 7 * day, Patience: 24 * time.Hour,
+		Name: "small-site", Reserve: 0.1, LoanLimit: time.Hour, HalfLife: 7 * day, Patience: 24 * time.Hour,
+		Aging: 0.5, PromiseHorizon: time.Hour, Activity: policies.ActiveHeld,
 		UnknownGroups: policies.UnknownReject,
 	}
 	if diff := cmp.Diff(wantTop, top, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "roots" }, cmp.Ignore()), allowRoots); diff != "" {
@@ -372,7 +373,7 @@ func TestParseErrors(t *testing.T) {
 		"reserve negative":         {doc: "reserve = -0.1\n", wantLine: 1, wantKey: "reserve", wantMsg: "must be in [0,1], got -0.1"},
 		"reserve nan":              {doc: "reserve = nan\n", wantLine: 1, wantKey: "reserve", wantMsg: "got NaN"},
 		"reserve string":           {doc: "reserve = \"0.1\"\n", wantLine: 1, wantKey: "reserve", wantMsg: `must be a number, got string "0.1"`},
-		"loan_limit negative":      {doc: "\nloan_limit = \"-2h\"\n", wantLine: 2, wantKey: "loan_limit", wantMsg: "must be >= 0 (0s = no limit), got -2h"},
+		"loan_limit negative":      {doc: "\nloan_limit = \"-2h\"\n", wantLine: 2, wantKey: "loan_limit", wantMsg: "must be >= 0 (0s = the reserve is never lent), got -2h"},
 		"half_life zero":           {doc: "half_life = \"0s\"\n", wantLine: 1, wantKey: "half_life", wantMsg: "must be > 0, got 0s"},
 		"half_life negative":       {doc: "half_life = \"-7d\"\n", wantLine: 1, wantKey: "half_life", wantMsg: "must be > 0, got -7d"},
 		"active_window negative":   {doc: "active_window = \"-1s\"\n", wantLine: 1, wantKey: "active_window", wantMsg: "must be >= 0, got -1s"},

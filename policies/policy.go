@@ -142,6 +142,7 @@ func Default() *Policy {
 		ActiveWindow:   0,
 		Patience:       24 * time.Hour,
 		UnknownGroups:  UnknownAllow,
+		Activity:       ActiveHeld,
 		Defaults: Group{
 			Weight:   1,
 			Overflow: Overflow{Period: 30 * Day},

@@ -49,7 +49,7 @@ func TestValidateErrors(t *testing.T) {
 	}{
 		"reserve":          {func(p *policies.Policy) { p.Reserve = 2 }, "reserve: must be in [0,1], got 2"},
 		"reserve NaN":      {func(p *policies.Policy) { p.Reserve = math.NaN() }, "reserve: must be in [0,1], got NaN"},
-		"loan limit":       {func(p *policies.Policy) { p.LoanLimit = -time.Hour }, "loan_limit: must be >= 0 (0s = no limit), got -1h"},
+		"loan limit":       {func(p *policies.Policy) { p.LoanLimit = -time.Hour }, "loan_limit: must be >= 0 (0s = the reserve is never lent), got -1h"},
 		"half-life":        {func(p *policies.Policy) { p.HalfLife = 0 }, "half_life: must be > 0, got 0s"},
 		"active window":    {func(p *policies.Policy) { p.ActiveWindow = -time.Minute }, "active_window: must be >= 0, got -1m"},
 		"patience":         {func(p *policies.Policy) { p.Patience = -day }, "patience: must be >= 0, got -1d"},
@@ -182,7 +182,7 @@ func TestClone(t *testing.T) {
 }
 
 func TestKnobs(t *testing.T) {
-	want := []string{"name", "reserve", "loan_limit", "half_life", "active_window", "patience", "unknown_groups"}
+	want := []string{"name", "reserve", "reserve_arrivals", "loan_limit", "aging", "promise_horizon", "half_life", "active_window", "activity", "patience", "unknown_groups"}
 	if diff := cmp.Diff(want, policies.Knobs()); diff != "" {
 		t.Errorf("Knobs (-want +got):\n%s", diff)
 	}
@@ -234,17 +234,17 @@ func TestSetErrors(t *testing.T) {
 		"reserve empty":        {"reserve", "", `reserve: must be a number, got string ""`},
 		"half_life zero":       {"half_life", "0", "half_life: must be > 0, got 0s"},
 		"half_life no unit":    {"half_life", "5", "half_life: must be a duration like \"36h\" or \"7d\", got integer 5 (durations need a unit)"},
-		"loan_limit negative":  {"loan_limit", "-1h", "loan_limit: must be >= 0 (0s = no limit), got -1h"},
+		"loan_limit negative":  {"loan_limit", "-1h", "loan_limit: must be >= 0 (0s = the reserve is never lent), got -1h"},
 		"loan_limit bad unit":  {"loan_limit", "2y", `loan_limit: invalid duration "2y": unknown unit "y" (use ns, us, ms, s, m, h or d)`},
 		"patience bool":        {"patience", "false", "patience: must be a duration like \"36h\" or \"7d\", got boolean false"},
 		"active_window float":  {"active_window", "1.5", "active_window: must be a duration like \"36h\" or \"7d\", got float 1.5"},
 		"unknown_groups":       {"unknown_groups", "maybe", `unknown_groups: must be "allow" or "reject", got "maybe"`},
 		"a second key":         {"reserve", "0.2\nhalf_life = \"1h\"", `reserve: must be a number, got string "0.2\nhalf_life = \"1h\""`},
 		"invalid UTF-8":        {"name", "\xff", `name: cannot read "\xff" as a value`},
-		"unknown knob":         {"resrve", "0.2", "resrve: unknown knob (known knobs: name, reserve, loan_limit, half_life, active_window, patience, unknown_groups)"},
-		"a table is no knob":   {"groups", "{}", "groups: unknown knob (known knobs: name, reserve, loan_limit, half_life, active_window, patience, unknown_groups)"},
-		"defaults is no knob":  {"defaults", "{ weight = 2 }", "defaults: unknown knob (known knobs: name, reserve, loan_limit, half_life, active_window, patience, unknown_groups)"},
-		"a group key is none":  {"weight", "2", "weight: unknown knob (known knobs: name, reserve, loan_limit, half_life, active_window, patience, unknown_groups)"},
+		"unknown knob":         {"resrve", "0.2", "resrve: unknown knob (known knobs: name, reserve, reserve_arrivals, loan_limit, aging, promise_horizon, half_life, active_window, activity, patience, unknown_groups)"},
+		"a table is no knob":   {"groups", "{}", "groups: unknown knob (known knobs: name, reserve, reserve_arrivals, loan_limit, aging, promise_horizon, half_life, active_window, activity, patience, unknown_groups)"},
+		"defaults is no knob":  {"defaults", "{ weight = 2 }", "defaults: unknown knob (known knobs: name, reserve, reserve_arrivals, loan_limit, aging, promise_horizon, half_life, active_window, activity, patience, unknown_groups)"},
+		"a group key is none":  {"weight", "2", "weight: unknown knob (known knobs: name, reserve, reserve_arrivals, loan_limit, aging, promise_horizon, half_life, active_window, activity, patience, unknown_groups)"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
