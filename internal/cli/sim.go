@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -375,6 +376,9 @@ func compare(e *env, sc *sim.Scenario, specs []sim.Spec, o sim.CompareOptions) (
 	if e.ctx.Err() != nil {
 		return nil, failure(errors.New("interrupted"), "")
 	}
+	// Replays allocate steadily and keep little: collecting less often
+	// buys a good part of the wall time, and memory is cheap here.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	done := make(chan result, 1)
 	go func() {
 		outs, err := sim.Compare(sc, specs, o)

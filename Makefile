@@ -1,0 +1,51 @@
+# fairlease — see README.md. `make demo` runs the main job, `make test`
+# runs every check CI runs.
+
+GO       ?= go
+BIN      := bin/fairlease
+OUT      := out
+TRACE    := testdata/SDSC-SP2-1998-4.2-cln.swf.gz
+SHARED   := ../shared/traces
+
+.PHONY: all build demo test vet fmt-check sim-traces bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/fairlease
+
+# The main job, for now: replay a bursty parameter-scan scenario and a real
+# trace through every policy and print the comparison; plots, JSON and
+# per-request schedules land in out/.
+demo: build
+	@mkdir -p $(OUT)
+	$(BIN) sim --scenario paramscan --seed 1 --json $(OUT)/paramscan.json --plots $(OUT)/paramscan
+	@echo
+	$(BIN) sim --trace $(TRACE) --json $(OUT)/sdsc.json --plots $(OUT)/sdsc --schedule $(OUT)/sdsc-schedules
+	@echo
+	@echo "plots, JSON and schedules: $(OUT)/"
+
+test: fmt-check vet
+	$(GO) test -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# The larger traces are not in the repository; with ../shared/traces
+# present this replays each one as the README's table does.
+sim-traces: build
+	@mkdir -p $(OUT)
+	@for t in $(TRACE) $(SHARED)/KTH-SP2-1996-2.1-cln.swf.gz; do \
+		[ -f $$t ] || { echo "skip $$t: not present"; continue; }; \
+		$(BIN) sim --trace $$t --quiet --json $(OUT)/$$(basename $$t .swf.gz).json; echo; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./fairshare/
+
+clean:
+	rm -rf bin $(OUT)
