@@ -23,6 +23,8 @@ type Engine struct {
 	maxHost  lease.Resources
 	agg      profile // used capacity of the whole site over time
 	ix       *hostIndex
+	// dirtyHosts changed since the index last looked.
+	dirtyHosts []int32
 
 	leases map[lease.ID]*entry
 	groups map[lease.GroupID]*group
@@ -52,9 +54,10 @@ type Engine struct {
 }
 
 type hostCal struct {
-	name string
-	cap  lease.Resources
-	prof profile
+	name  string
+	cap   lease.Resources
+	prof  profile
+	dirty bool // its index entry waits for a refresh
 }
 
 type alloc struct {
@@ -287,7 +290,7 @@ func (e *Engine) place(x *entry, t int64, allocs []alloc) {
 		p := &e.hosts[a.host].prof
 		p.prune(e.now)
 		p.add(t, x.end, n*x.vm.Cores, n*x.vm.MemoryMiB)
-		e.refresh(int(a.host))
+		e.touchHost(int(a.host))
 	}
 	e.agg.prune(e.now)
 	e.agg.add(t, x.end, x.need.Cores, x.need.MemoryMiB)
@@ -307,7 +310,7 @@ func (e *Engine) unplace(x *entry, from int64) {
 		for _, al := range x.allocs {
 			n := int64(al.n)
 			e.hosts[al.host].prof.add(a, b, -n*x.vm.Cores, -n*x.vm.MemoryMiB)
-			e.refresh(int(al.host))
+			e.touchHost(int(al.host))
 		}
 		e.agg.add(a, b, -x.need.Cores, -x.need.MemoryMiB)
 		if x.state != stQueued {

@@ -110,8 +110,23 @@ func (e *Engine) refresh(i int) {
 	heap.Fix(&e.ix.next, e.ix.next.pos[i])
 }
 
-// advanceIndex applies the profile changes that time has reached.
+// touchHost notes that host i's profile changed; the index catches up
+// before its next use, once however many changes came in between.
+func (e *Engine) touchHost(i int) {
+	if h := e.hosts[i]; !h.dirty {
+		h.dirty = true
+		e.dirtyHosts = append(e.dirtyHosts, int32(i))
+	}
+}
+
+// advanceIndex applies the profile changes made since its last use and
+// those that time has reached.
 func (e *Engine) advanceIndex() {
+	for _, i := range e.dirtyHosts {
+		e.hosts[i].dirty = false
+		e.refresh(int(i))
+	}
+	e.dirtyHosts = e.dirtyHosts[:0]
 	for e.ix.next.at[e.ix.next.hosts[0]] <= e.now {
 		e.refresh(int(e.ix.next.hosts[0]))
 	}

@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -65,15 +66,26 @@ func Compare(s *Scenario, specs []Spec, o CompareOptions) ([]Outcome, error) {
 	}
 	out := make([]Outcome, len(specs))
 	errs := make([]error, len(specs))
-	sem := make(chan struct{}, par)
+	// Workers take the costliest runs first so that the last one to
+	// finish is a short one.
+	order := make(chan int, len(specs))
+	idx := make([]int, len(specs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cost(specs[b].Preset) - cost(specs[a].Preset) })
+	for _, i := range idx {
+		order <- i
+	}
+	close(order)
 	var wg sync.WaitGroup
-	for i, sp := range specs {
+	for range min(par, len(specs)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			out[i], errs[i] = runOne(s, sp, o)
+			for i := range order {
+				out[i], errs[i] = runOne(s, specs[i], o)
+			}
 		}()
 	}
 	wg.Wait()
@@ -83,6 +95,19 @@ func Compare(s *Scenario, specs []Spec, o CompareOptions) ([]Outcome, error) {
 		}
 	}
 	return out, nil
+}
+
+// cost ranks presets by how long a replay takes, roughly.
+func cost(preset string) int {
+	switch preset {
+	case "fairlease":
+		return 4
+	case "fairorder":
+		return 3
+	case "easy", "caps":
+		return 2
+	}
+	return 1
 }
 
 func runOne(s *Scenario, sp Spec, o CompareOptions) (Outcome, error) {
