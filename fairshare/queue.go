@@ -24,7 +24,11 @@ func (e *Engine) enqueue(x *entry) {
 		x.g.listed = true
 		e.qgroups = append(e.qgroups, x.g)
 	}
-	e.schedule(timer{at: x.startBy, kind: tStartBy, x: x})
+	// Without a start_by (patience 0) there is nothing to expire: a timer
+	// at never would make Next report the zero time.
+	if x.startBy != never {
+		e.schedule(timer{at: x.startBy, kind: tStartBy, x: x})
+	}
 	if a := e.mech.Aging; a > 0 && x.startBy != never {
 		e.schedule(timer{at: x.submit + int64(a*float64(x.startBy-x.submit)), kind: tAge, x: x})
 	}
@@ -189,20 +193,24 @@ func (e *Engine) visit(x *entry, st *passState) {
 		}
 	}
 	if !st.headed {
-		st.headed = true
 		if !e.mech.Backfill {
-			st.stop = true // a strict queue: nothing passes its head
+			st.headed, st.stop = true, true // a strict queue: nothing passes its head
 			return
 		}
 		// The first request that cannot start holds the reservation. The
 		// head keeps the one it has; a new head takes over from the old.
-		if !x.placed {
+		// Under the calendar a request that cannot start before its
+		// start_by passes the role on rather than drain capacity for
+		// nothing.
+		if x.placed {
+			st.headed = true
+		} else {
 			if h := st.old; h != nil && h.placed && h.state == stQueued {
 				e.unplace(h, e.now)
 				h.gen++
 			}
 			e.head = nil
-			e.reserveHead(x)
+			st.headed = e.reserveHead(x) || !e.mech.Calendar
 			st.free = sub(e.capTotal, e.resAt(e.now))
 		}
 	} else if x.placed {
@@ -237,19 +245,20 @@ func sortGroups(gs []*group) {
 
 // reserveHead gives the queue's head a reservation so that requests behind
 // it cannot starve it (EASY's shadow time).
-func (e *Engine) reserveHead(x *entry) {
-	lim := e.queueLimits(x)
+func (e *Engine) reserveHead(x *entry) bool {
+	lim, horizon := e.queueLimits(x), int64(never)
 	if e.mech.Calendar {
-		lim = e.borrowLimits(x)
+		lim, horizon = e.borrowLimits(x), x.startBy
 	}
-	t, a, ok := e.search(x, max(e.now, x.earliest), x.startBy, lim)
+	t, a, ok := e.search(x, max(e.now, x.earliest), horizon, lim)
 	if !ok {
-		return
+		return false
 	}
 	e.place(x, t, a)
 	e.head = x
 	x.gen++
 	e.schedule(timer{at: t, kind: tStart, x: x})
+	return true
 }
 
 // startLimits finds hosts for x to start now: within its group's share if
