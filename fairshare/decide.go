@@ -111,7 +111,9 @@ func (e *Engine) decideCalendar(x *entry) plan {
 	if ok && (e.mech.PromiseHorizon == 0 || t-e.now <= int64(e.mech.PromiseHorizon)) {
 		return plan{kind: lease.Deferred, t: t, allocs: a, inShare: true}
 	}
-	return e.queueOrOverflow(x)
+	p := e.queueOrOverflow(x)
+	p.inShare = e.inShareNow(x)
+	return p
 }
 
 // decideQueue is the decision of the queue baselines.
@@ -304,6 +306,11 @@ func (e *Engine) Release(now time.Time, id lease.ID) error {
 func (e *Engine) finish(x *entry) {
 	switch x.state {
 	case stRunning:
+		// Learn how much of what they ask for users use.
+		r := min(1, float64(e.now-x.start)/float64(x.d))
+		x.g.useRatio = (x.g.useRatio*float64(x.g.useN) + r) / float64(x.g.useN+1)
+		x.g.useN = min(x.g.useN+1, 50)
+		e.useRatio = 0.99*e.useRatio + 0.01*r
 		if x.end > e.now {
 			dom := e.dominant(x.need)
 			e.charge(x, -dom*float64(x.end-e.now)/1e9)
@@ -353,6 +360,8 @@ func (e *Engine) Advance(now time.Time) []Event {
 			expired = append(expired, t.x)
 		case tAge:
 			e.age(t.x)
+		case tWake:
+			freed = true // it may start now: let the pass see it
 		case tIdle:
 			e.touch(t.g)
 		}

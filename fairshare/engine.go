@@ -25,6 +25,7 @@ type Engine struct {
 	ix       *hostIndex
 	// dirtyHosts changed since the index last looked.
 	dirtyHosts []int32
+	useRatio   float64 // the site's average of used / requested lease length
 
 	leases map[lease.ID]*entry
 	groups map[lease.GroupID]*group
@@ -103,16 +104,18 @@ type group struct {
 	limit      lease.Resources // quota and static cap on what it holds at once
 	maxLease   int64
 	maxVMs     int
-	committed  profile // running and reserved leases
+	committed  profile // running and reserved leases, and its queue head's reservation
 	usage      float64 // decayed, in site-seconds of the dominant resource
 	usageAt    int64
 	reserved   []*entry // firm future starts
 	queue      []*entry // waiting, in submission order; swept like Engine.queue
 	qlive      int
-	listed     bool  // in Engine.qgroups
-	count      int   // live entries
-	idleUntil  int64 // active window after the last lease (ActiveHeld)
-	askedUntil int64 // end of the latest requested interval (ActiveAsked)
+	listed     bool    // in Engine.qgroups
+	count      int     // live entries
+	idleUntil  int64   // active window after the last lease (ActiveHeld)
+	askedUntil int64   // end of the latest requested interval (ActiveAsked)
+	useRatio   float64 // how much of their requested length its leases use, averaged
+	useN       int
 	active     bool
 	key        float64
 	spent      float64 // overflow core-hours in the current budget period
@@ -172,7 +175,7 @@ func (g *group) isActive(now int64) bool { return g.active }
 
 // wantActive says whether g should count among the active groups now.
 func (e *Engine) wantActive(g *group) bool {
-	if e.pol.Activity == policies.ActiveAsked {
+	if e.pol.Activity != policies.ActiveHeld {
 		return e.now < g.askedUntil
 	}
 	return g.count > 0 || e.now < g.idleUntil
@@ -192,9 +195,18 @@ func (e *Engine) touch(g *group) {
 
 // ask marks that g asked for capacity over [now, now+d).
 func (e *Engine) ask(g *group, d int64) {
+	if e.pol.Activity == policies.ActiveUsed {
+		// Users ask for more than they use: count the group for the part
+		// of its request its leases have been using.
+		r := g.useRatio
+		if g.useN == 0 {
+			r = e.useRatio
+		}
+		d = int64(float64(d) * r)
+	}
 	if e.now+d > g.askedUntil {
 		g.askedUntil = e.now + d
-		if e.pol.Activity == policies.ActiveAsked {
+		if e.pol.Activity != policies.ActiveHeld {
 			e.schedule(timer{at: g.askedUntil, kind: tIdle, g: g})
 		}
 	}
@@ -210,7 +222,7 @@ func (e *Engine) hold(g *group) {
 // drop marks a live entry of g as gone at now.
 func (e *Engine) drop(g *group) {
 	g.count--
-	if g.count == 0 && e.pol.Activity != policies.ActiveAsked {
+	if g.count == 0 && e.pol.Activity == policies.ActiveHeld {
 		if w := int64(e.pol.ActiveWindow); w > 0 {
 			g.idleUntil = e.now + w
 			e.schedule(timer{at: g.idleUntil, kind: tIdle, g: g})
@@ -294,10 +306,10 @@ func (e *Engine) place(x *entry, t int64, allocs []alloc) {
 	}
 	e.agg.prune(e.now)
 	e.agg.add(t, x.end, x.need.Cores, x.need.MemoryMiB)
-	if x.state != stQueued {
-		x.g.committed.prune(e.now)
-		x.g.committed.add(t, x.end, x.need.Cores, x.need.MemoryMiB)
-	}
+	// A queue head's reservation counts too: it starts on it whatever the
+	// limits say then, so the group's other requests must leave it room.
+	x.g.committed.prune(e.now)
+	x.g.committed.add(t, x.end, x.need.Cores, x.need.MemoryMiB)
 }
 
 // unplace takes x off the calendar from `from` on.
@@ -313,9 +325,7 @@ func (e *Engine) unplace(x *entry, from int64) {
 			e.touchHost(int(al.host))
 		}
 		e.agg.add(a, b, -x.need.Cores, -x.need.MemoryMiB)
-		if x.state != stQueued {
-			x.g.committed.add(a, b, -x.need.Cores, -x.need.MemoryMiB)
-		}
+		x.g.committed.add(a, b, -x.need.Cores, -x.need.MemoryMiB)
 	}
 	x.placed = false
 }
@@ -469,6 +479,7 @@ const (
 	tStartBy                      // a queued request's start_by
 	tIdle                         // a group's active window closes
 	tAge                          // a queued request has waited its aging fraction
+	tWake                         // a queued request's earliest start has come
 )
 
 type timer struct {
@@ -509,7 +520,7 @@ func (e *Engine) stale(t timer) bool {
 	switch t.kind {
 	case tIdle:
 		return t.at != t.g.idleUntil && t.at != t.g.askedUntil
-	case tStartBy, tAge:
+	case tStartBy, tAge, tWake:
 		// Head reservations come and go; these hold while it waits.
 		return t.x.state != stQueued
 	default:

@@ -177,12 +177,13 @@ func NewEngine(name string, m Mechanisms, hosts []Host, pol *policies.Policy) (*
 		pol = policies.Default()
 	}
 	e := &Engine{
-		name:   name,
-		mech:   m,
-		pol:    pol,
-		leases: make(map[lease.ID]*entry),
-		groups: make(map[lease.GroupID]*group),
-		nodes:  make(map[lease.GroupID]*node),
+		useRatio: 1,
+		name:     name,
+		mech:     m,
+		pol:      pol,
+		leases:   make(map[lease.ID]*entry),
+		groups:   make(map[lease.GroupID]*group),
+		nodes:    make(map[lease.GroupID]*node),
 	}
 	seen := make(map[string]bool, len(hosts))
 	for _, h := range hosts {

@@ -126,6 +126,7 @@ type Overflow struct {
 const (
 	ActiveHeld  = "held"
 	ActiveAsked = "asked"
+	ActiveUsed  = "used"
 )
 
 // Default returns the built-in policy: the knobs that measured best in the

@@ -79,8 +79,8 @@ func (p *Policy) problems() []*LoadError {
 	}
 	nonNegative(add, toml.Key{"active_window"}, p.ActiveWindow, "")
 	nonNegative(add, toml.Key{"patience"}, p.Patience, "")
-	if p.Activity != ActiveHeld && p.Activity != ActiveAsked {
-		add(toml.Key{"activity"}, "must be %q or %q, got %q", ActiveHeld, ActiveAsked, p.Activity)
+	if p.Activity != ActiveHeld && p.Activity != ActiveAsked && p.Activity != ActiveUsed {
+		add(toml.Key{"activity"}, "must be %q, %q or %q, got %q", ActiveHeld, ActiveAsked, ActiveUsed, p.Activity)
 	}
 	if p.UnknownGroups != UnknownAllow && p.UnknownGroups != UnknownReject {
 		add(toml.Key{"unknown_groups"}, "must be %q or %q, got %q", UnknownAllow, UnknownReject, p.UnknownGroups)
