@@ -137,7 +137,9 @@ func RunScheduler(s *Scenario, sched fairshare.Scheduler, o Options) (*Result, e
 		}
 		byID[ids[i]] = int32(i)
 		res.Rows[i] = metrics.Row{
-			ID: j.ID, Group: j.Group, User: j.User, Cores: int64(j.VMs * j.Cores),
+			// The lease's id, so that a repeated trace id stays apart in
+			// the schedule too (metrics.Check rejects repeated ids).
+			ID: string(ids[i]), Group: j.Group, User: j.User, Cores: int64(j.VMs * j.Cores),
 			Submit: j.Submit, Runtime: j.Runtime,
 			Decided: metrics.None, Start: metrics.None, End: metrics.None,
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"time"
 )
@@ -88,10 +89,12 @@ func ReadCSV(r io.Reader) ([]Row, error) {
 				continue
 			}
 			x, err := strconv.ParseFloat(v, 64)
-			if err != nil || x < 0 || x > 1e15 {
-				return nil, fmt.Errorf("schedule: line %d: %s: want seconds >= 0, got %q", line, f.name, v)
+			// NaN fails both comparisons; 9e9 s (285 years) is within what
+			// a Duration holds.
+			if err != nil || !(x >= 0 && x <= 9e9) {
+				return nil, fmt.Errorf("schedule: line %d: %s: want seconds from 0 to 9e9, got %q", line, f.name, v)
 			}
-			*f.dst = time.Duration(x * float64(time.Second))
+			*f.dst = time.Duration(math.Round(x * float64(time.Second)))
 		}
 		rows = append(rows, row)
 	}

@@ -135,6 +135,11 @@ func Check(rows []Row) error {
 			if r.Start != None {
 				return fmt.Errorf("row %d (%s): rejected but started", i+1, r.ID)
 			}
+			// Without a decision time the request would wait, and
+			// demand, for ever.
+			if r.Decided == None {
+				return fmt.Errorf("row %d (%s): rejected rows need a decided time", i+1, r.ID)
+			}
 		default:
 			return fmt.Errorf("row %d (%s): unknown decision %q", i+1, r.ID, r.Decision)
 		}
@@ -190,6 +195,7 @@ func Compute(rows []Row, o Options) (Report, *Series, error) {
 	}
 	C := float64(o.Capacity)
 
+	var lastLocal time.Duration // utilization's span ends at the last local end
 	gi := make(map[string]int)
 	var gs []*groupState
 	gidx := make([]int32, len(rows))
@@ -207,7 +213,15 @@ func Compute(rows []Row, o Options) (Report, *Series, error) {
 		waitEnd := r.Decided
 		if r.Start != None {
 			waitEnd = r.Start
-			evs = append(evs, event{r.Start, evStart, ri}, event{r.End, evEnd, ri})
+			// A zero-length run holds nothing; its end event would come
+			// before its start at that instant and lower held for the
+			// in-share test of requests submitted then.
+			if r.End > r.Start {
+				evs = append(evs, event{r.Start, evStart, ri}, event{r.End, evEnd, ri})
+			}
+		}
+		if r.Local() {
+			lastLocal = max(lastLocal, r.End)
 		}
 		if waitEnd != None {
 			evs = append(evs, event{waitEnd, evWaitEnd, ri})
@@ -231,7 +245,6 @@ func Compute(rows []Row, o Options) (Report, *Series, error) {
 		activeW    float64
 		usedLocal  float64 // core-seconds
 		devInt     float64
-		lastLocal  time.Duration
 		inShare    int
 		late       int
 		series     *Series
@@ -241,10 +254,13 @@ func Compute(rows []Row, o Options) (Report, *Series, error) {
 		span       time.Duration
 	)
 	// The averaging window ends at the last moment anything holds, waits
-	// or demands cores.
+	// or demands cores. An ideal end alone is none of these: a run that
+	// ended before its ideal interval did demands nothing after its end.
 	last := first
 	for _, e := range evs {
-		last = max(last, e.t)
+		if e.kind != evIdealEnd {
+			last = max(last, e.t)
+		}
 	}
 	span = last - first
 	if o.Samples > 0 && span > 0 {
@@ -282,7 +298,7 @@ func Compute(rows []Row, o Options) (Report, *Series, error) {
 			}
 			rep.idleDev += max(0, st-sh) / 2 / C * dt
 			usedLocal += float64(localHeld) * dt
-			for series != nil && nextSample < t {
+			for series != nil && nextSample < t && nextSample < last {
 				series.T = append(series.T, nextSample)
 				series.Used = append(series.Used, float64(localHeld))
 				for name, k := range gi {
@@ -311,7 +327,6 @@ func Compute(rows []Row, o Options) (Report, *Series, error) {
 				g.held -= r.Cores
 				if r.Local() {
 					localHeld -= r.Cores
-					lastLocal = max(lastLocal, t)
 				}
 			case evIdealEnd:
 				if g.ideal--; g.ideal == 0 {
