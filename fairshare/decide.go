@@ -37,11 +37,18 @@ func (e *Engine) Submit(now time.Time, r lease.Request) lease.Decision {
 // WhatIf answers what Submit would, changing nothing.
 func (e *Engine) WhatIf(now time.Time, r lease.Request) lease.Decision {
 	e.setNow(now)
+	_, known := e.groups[r.Group]
 	x, p := e.decide(r)
 	if x != nil {
-		// Undo the activation decide did.
+		// Undo the activation decide did. Not with drop: that would open
+		// the group's active window as if a lease had ended, and so change
+		// everyone's shares.
 		x.g.askedUntil = x.prevAsked
-		e.drop(x.g)
+		x.g.count--
+		e.touch(x.g)
+	}
+	if !known {
+		delete(e.groups, r.Group) // nor may a dry run add a row to Shares
 	}
 	return e.decision(x, p)
 }
@@ -238,8 +245,10 @@ func (e *Engine) start(x *entry, allocs []alloc) {
 	if x.state == stReserved {
 		e.unreserve(x)
 	}
-	// A reservation due now is already where it runs; anything else moves.
-	if !x.placed || x.start != e.now {
+	// A reservation that is due is already where it runs, even when the
+	// call comes late: moved to now, its end would run past its slot onto
+	// the reservations after it. Anything else moves.
+	if !x.placed || x.start > e.now {
 		e.unplace(x, e.now)
 		x.state = stRunning
 		e.place(x, e.now, allocs)
@@ -297,6 +306,10 @@ func (e *Engine) Release(now time.Time, id lease.ID) error {
 	if !ok || x.state == stDone {
 		return lease.Errorf(lease.ENOTFOUND, "id", "no live lease %q", id)
 	}
+	// A start the caller has not been told of yet is withdrawn with the
+	// lease: reported after the release, it would announce a lease that
+	// no longer exists and never ends.
+	e.pending = slices.DeleteFunc(e.pending, func(ev Event) bool { return ev.ID == id })
 	e.finish(x)
 	e.pass()
 	return nil
@@ -330,8 +343,23 @@ func (e *Engine) finish(x *entry) {
 	e.drop(x.g)
 }
 
-// Advance carries out what is due at or before now.
+// Advance carries out what is due at or before now, in time order: a late
+// call does what calls at each due time would have (starts at their
+// times, start_by checked before later passes), so that a caller on a real
+// clock keeps the calendar's promises.
 func (e *Engine) Advance(now time.Time) []Event {
+	var out []Event
+	for {
+		t, ok := e.Next()
+		if !ok || !t.Before(now) {
+			break
+		}
+		out = append(out, e.advance(t)...)
+	}
+	return append(out, e.advance(now)...)
+}
+
+func (e *Engine) advance(now time.Time) []Event {
 	e.setNow(now)
 	out := e.pending
 	e.pending = nil
@@ -346,7 +374,7 @@ func (e *Engine) Advance(now time.Time) []Event {
 		case tStart:
 			if t.x.state == stReserved {
 				e.start(t.x, t.x.allocs)
-				out = append(out, Event{Kind: EventStart, ID: t.x.req.ID, At: fromTick(e.now), Placement: t.x.placement(e)})
+				out = append(out, Event{Kind: EventStart, ID: t.x.req.ID, At: fromTick(t.x.start), Placement: t.x.placement(e)})
 			} else {
 				freed = true // a head reservation is due: let the pass start it
 			}
@@ -431,7 +459,7 @@ func (e *Engine) resAt(t int64) lease.Resources {
 func (e *Engine) startQueued(x *entry, a []alloc) {
 	e.start(x, a)
 	e.dequeue(x)
-	e.pending = append(e.pending, Event{Kind: EventStart, ID: x.req.ID, At: fromTick(e.now), Placement: x.placement(e)})
+	e.pending = append(e.pending, Event{Kind: EventStart, ID: x.req.ID, At: fromTick(x.start), Placement: x.placement(e)})
 }
 
 // key is g's rank among waiting groups, lower first: decayed usage per

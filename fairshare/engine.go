@@ -49,6 +49,7 @@ type Engine struct {
 	reservedCount int
 
 	timers  timerHeap
+	tseq    uint64  // timers scheduled so far: orders timers due together
 	pending []Event // what Release caused, reported by the next Advance
 	now     int64
 	scratch []alloc
@@ -488,6 +489,7 @@ type timer struct {
 	x    *entry
 	gen  uint32
 	g    *group
+	seq  uint64
 }
 
 type timerHeap []timer
@@ -497,7 +499,14 @@ func (h timerHeap) Less(i, j int) bool {
 	if h[i].at != h[j].at {
 		return h[i].at < h[j].at
 	}
-	return h[i].kind < h[j].kind
+	if h[i].kind != h[j].kind {
+		return h[i].kind < h[j].kind
+	}
+	// In the order they were set, not in whatever order the heap's
+	// history leaves them: a dry run's stale timer must not reorder
+	// what is due together (which of two expiring requests gets the
+	// last of an overflow budget, say).
+	return h[i].seq < h[j].seq
 }
 func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *timerHeap) Push(v any)   { *h = append(*h, v.(timer)) }
@@ -512,6 +521,8 @@ func (e *Engine) schedule(t timer) {
 	if t.x != nil {
 		t.gen = t.x.gen
 	}
+	e.tseq++
+	t.seq = e.tseq
 	heap.Push(&e.timers, t)
 }
 

@@ -113,12 +113,13 @@ type ev struct {
 	ID    lease.ID
 	At    time.Duration
 	Hosts map[string]int
+	Site  string
 }
 
 func evs(es []fairshare.Event) []ev {
 	out := make([]ev, 0, len(es))
 	for _, e := range es {
-		x := ev{Kind: e.Kind, ID: e.ID, At: e.At.Sub(t0)}
+		x := ev{Kind: e.Kind, ID: e.ID, At: e.At.Sub(t0), Site: e.Site}
 		if len(e.Placement) > 0 {
 			x.Hosts = perHost(e.Placement)
 		}

@@ -29,6 +29,11 @@ func (e *Engine) enqueue(x *entry) {
 	if x.startBy != never {
 		e.schedule(timer{at: x.startBy, kind: tStartBy, x: x})
 	}
+	// Nothing else need happen when a request asked to start later does
+	// become startable (an idle site, or one behind no head): wake a pass.
+	if x.earliest > e.now {
+		e.schedule(timer{at: x.earliest, kind: tWake, x: x})
+	}
 	if a := e.mech.Aging; a > 0 && x.startBy != never {
 		e.schedule(timer{at: x.submit + int64(a*float64(x.startBy-x.submit)), kind: tAge, x: x})
 	}
@@ -99,11 +104,9 @@ func (e *Engine) pass() {
 	}
 	if h := e.head; h != nil && h.placed && h.start <= now {
 		// Its time has come: it starts where it was kept, whatever the
-		// limits say now.
+		// limits say now (and keeps its slot if the call comes late).
 		e.head = nil
-		a := slices.Clone(h.allocs)
-		e.unplace(h, now)
-		e.startQueued(h, a)
+		e.startQueued(h, h.allocs)
 	}
 	if e.qlive == 0 {
 		return
