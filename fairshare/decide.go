@@ -47,8 +47,10 @@ func (e *Engine) WhatIf(now time.Time, r lease.Request) lease.Decision {
 		x.g.count--
 		e.touch(x.g)
 	}
-	if !known {
-		delete(e.groups, r.Group) // nor may a dry run add a row to Shares
+	if g, ok := e.groups[r.Group]; !known && ok {
+		// Nor may a dry run add a row to Shares.
+		delete(e.groups, r.Group)
+		e.groupList = slices.DeleteFunc(e.groupList, func(h *group) bool { return h == g })
 	}
 	return e.decision(x, p)
 }
@@ -141,15 +143,21 @@ func (e *Engine) decideQueue(x *entry) plan {
 // queueOrOverflow queues x, or overflows it when its group may and the
 // earliest local start estimate is past start_by.
 func (e *Engine) queueOrOverflow(x *entry) plan {
-	if site, ok := e.overflowSite(x); ok {
-		t, _, found := e.search(x, x.earliest, x.startBy, e.borrowLimits(x))
-		if !found {
+	lim := e.queueLimits(x)
+	if e.mech.Calendar {
+		lim = e.borrowLimits(x)
+	}
+	// The earliest slot on today's calendar: an estimate, since leases
+	// end early and others may rank ahead.
+	t, _, found := e.search(x, x.earliest, x.startBy, lim)
+	if !found {
+		t = never
+		if site, ok := e.overflowSite(x); ok {
 			return plan{kind: lease.Overflowed, site: site, early: never,
 				msg: fmt.Sprintf("no local start before start_by; runs on %s", site)}
 		}
-		_ = t
 	}
-	return plan{kind: lease.Deferred, queued: true, reason: lease.ReasonQueued}
+	return plan{kind: lease.Deferred, queued: true, reason: lease.ReasonQueued, early: t}
 }
 
 // inShareNow reports whether x keeps its group within its share now.
@@ -283,9 +291,12 @@ func (e *Engine) decision(x *entry, p plan) lease.Decision {
 				d.Message = fmt.Sprintf("starts at %s (in %s)", d.Start.Format(time.RFC3339), fmtDur(time.Duration(p.t-e.now)))
 			}
 		} else {
-			d.Message = "waits for capacity beyond the group's share; no firm start yet"
-			if e.mech.Calendar == false {
-				d.Message = "queued"
+			d.Message = "queued in fair order; no firm start yet"
+			if p.early != never && p.early != 0 {
+				d.Message += fmt.Sprintf(" (the calendar has room at %s, in %s, if nobody fairer comes first)",
+					fromTick(p.early).Format(time.RFC3339), fmtDur(time.Duration(p.early-e.now)))
+			} else {
+				d.Message += "; no room before start_by on the calendar as it stands"
 			}
 		}
 	case lease.Overflowed:
@@ -475,7 +486,7 @@ func (e *Engine) key(g *group) float64 {
 // rankedGroups returns the groups with firm reservations, fairest first.
 func (e *Engine) rankedGroups() []*group {
 	var gs []*group
-	for _, g := range e.groups {
+	for _, g := range e.groupList {
 		if len(g.reserved) > 0 {
 			g.key = e.key(g)
 			gs = append(gs, g)
@@ -521,11 +532,11 @@ func (e *Engine) spendOverflow(x *entry) { x.g.spent += coreHours(x) }
 func (e *Engine) Shares(now time.Time) []GroupShare {
 	e.setNow(now)
 	var total float64
-	for _, g := range e.groups {
+	for _, g := range e.groupList {
 		total += e.decayed(g)
 	}
 	out := make([]GroupShare, 0, len(e.groups))
-	for _, g := range e.groups {
+	for _, g := range e.groupList {
 		gs := GroupShare{Group: g.id, Weight: g.node.weight, Active: g.isActive(e.now), Usage: g.usage}
 		if gs.Active {
 			gs.Share = share(g)

