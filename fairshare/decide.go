@@ -147,9 +147,10 @@ func (e *Engine) queueOrOverflow(x *entry) plan {
 	if e.mech.Calendar {
 		lim = e.borrowLimits(x)
 	}
-	// The earliest slot on today's calendar: an estimate, since leases
-	// end early and others may rank ahead.
-	t, _, found := e.search(x, x.earliest, x.startBy, lim)
+	// The earliest time the site as a whole has room on today's calendar:
+	// an estimate, since leases end early and others may rank ahead, and
+	// the cheap one (no host placement).
+	t, found := e.siteEarliest(x, x.earliest, x.startBy, lim)
 	if !found {
 		t = never
 		if site, ok := e.overflowSite(x); ok {

@@ -355,7 +355,7 @@ func (e *Engine) findHosts(x *entry, t int64) []alloc {
 		return left == 0
 	}
 	done := false
-	if t == e.now {
+	if t == e.now && e.ix != nil {
 		// Only hosts with room now can hold a lease that starts now.
 		e.advanceIndex()
 		for i := e.ix.first(0, x.vm.Cores, x.vm.MemoryMiB); i >= 0 && !done; i = e.ix.first(i+1, x.vm.Cores, x.vm.MemoryMiB) {

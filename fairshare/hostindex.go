@@ -110,9 +110,16 @@ func (e *Engine) refresh(i int) {
 	heap.Fix(&e.ix.next, e.ix.next.pos[i])
 }
 
+// indexFrom is the site size from which the index pays for its upkeep;
+// smaller sites scan their hosts.
+const indexFrom = 256
+
 // touchHost notes that host i's profile changed; the index catches up
 // before its next use, once however many changes came in between.
 func (e *Engine) touchHost(i int) {
+	if e.ix == nil {
+		return
+	}
 	if h := e.hosts[i]; !h.dirty {
 		h.dirty = true
 		e.dirtyHosts = append(e.dirtyHosts, int32(i))

@@ -200,9 +200,11 @@ func NewEngine(name string, m Mechanisms, hosts []Host, pol *policies.Policy) (*
 		e.maxHost.MemoryMiB = max(e.maxHost.MemoryMiB, h.Capacity.MemoryMiB)
 	}
 	e.root = &node{}
-	e.ix = newHostIndex(len(e.hosts))
-	for i := range e.hosts {
-		e.refresh(i)
+	if len(e.hosts) > indexFrom {
+		e.ix = newHostIndex(len(e.hosts))
+		for i := range e.hosts {
+			e.refresh(i)
+		}
 	}
 	return e, nil
 }

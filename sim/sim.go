@@ -76,18 +76,25 @@ func (h *releases) Pop() any {
 // apart from the engine's calendar to catch an engine that overcommits.
 type ledger struct {
 	index map[string]int
+	names []string
 	cap   []lease.Resources
 	used  []lease.Resources
 	vm    []lease.Resources // per row: the VM shape
-	where [][]int           // per row: host index per VM
+	where [][]int32         // per row: host index per VM
 }
 
 func (l *ledger) start(row int, vm lease.Resources, count int, p []lease.Placement) bool {
 	ok := len(p) == count
-	hosts := make([]int, 0, len(p))
+	hosts := make([]int32, 0, len(p))
+	h := -1
 	for _, pl := range p {
-		h, found := l.index[pl.Host]
-		if !found {
+		// Placements come in host order mostly: try the next host before
+		// hashing the name.
+		if h+1 < len(l.names) && l.names[h+1] == pl.Host {
+			h++
+		} else if i, found := l.index[pl.Host]; found {
+			h = i
+		} else {
 			ok = false
 			continue
 		}
@@ -95,7 +102,7 @@ func (l *ledger) start(row int, vm lease.Resources, count int, p []lease.Placeme
 		if !l.used[h].Fits(l.cap[h]) {
 			ok = false
 		}
-		hosts = append(hosts, h)
+		hosts = append(hosts, int32(h))
 	}
 	l.vm[row], l.where[row] = vm, hosts
 	return ok
@@ -122,9 +129,10 @@ func RunScheduler(s *Scenario, sched fairshare.Scheduler, o Options) (*Result, e
 	n := len(s.Jobs)
 	res := &Result{Policy: sched.Name(), Rows: make([]metrics.Row, n)}
 	byID := make(map[lease.ID]int32, n)
-	led := &ledger{index: make(map[string]int, len(s.Hosts)), vm: make([]lease.Resources, n), where: make([][]int, n)}
+	led := &ledger{index: make(map[string]int, len(s.Hosts)), vm: make([]lease.Resources, n), where: make([][]int32, n)}
 	for i, h := range s.Hosts {
 		led.index[h.Name] = i
+		led.names = append(led.names, h.Name)
 		led.cap = append(led.cap, h.Capacity)
 	}
 	led.used = make([]lease.Resources, len(s.Hosts))

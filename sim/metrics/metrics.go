@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -167,6 +168,9 @@ type event struct {
 	row  int32
 }
 
+// key orders events by time, then kind, in one integer.
+func (e event) key() int64 { return int64(e.t)<<3 | int64(e.kind) }
+
 type groupState struct {
 	w                       float64
 	held, wait, rej         int64
@@ -230,15 +234,7 @@ func Compute(rows []Row, o Options) (Report, *Series, error) {
 			evs = append(evs, event{r.Decided, evRejStart, ri}, event{r.Submit + r.Runtime, evRejEnd, ri})
 		}
 	}
-	slices.SortFunc(evs, func(a, b event) int {
-		if a.t != b.t {
-			if a.t < b.t {
-				return -1
-			}
-			return 1
-		}
-		return int(a.kind) - int(b.kind)
-	})
+	slices.SortFunc(evs, func(a, b event) int { return cmp.Compare(a.key(), b.key()) })
 
 	var (
 		first      = evs[0].t
