@@ -230,6 +230,8 @@ func (e *Engine) commit(x *entry, p *plan) {
 		return
 	}
 	e.leases[x.req.ID] = x
+	e.seq++
+	x.seq = e.seq
 	x.inShare = p.inShare
 	switch {
 	case p.queued:
@@ -538,7 +540,7 @@ func (e *Engine) Shares(now time.Time) []GroupShare {
 	}
 	out := make([]GroupShare, 0, len(e.groups))
 	for _, g := range e.groupList {
-		gs := GroupShare{Group: g.id, Weight: g.node.weight, Active: g.isActive(e.now), Usage: g.usage}
+		gs := GroupShare{Group: g.id, Weight: float64(g.node.weight) / 1000, Active: g.isActive(e.now), Usage: g.usage}
 		if gs.Active {
 			gs.Share = share(g)
 		}

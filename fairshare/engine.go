@@ -14,9 +14,10 @@ import (
 // Engine is the admission engine. It is not safe for concurrent use: the
 // broker drives it from its apply loop, the simulator from its event loop.
 type Engine struct {
-	name string
-	mech Mechanisms
-	pol  *policies.Policy
+	name    string
+	mech    Mechanisms
+	pol     *policies.Policy
+	tunable bool // the policy's knobs set the mechanisms (the fairlease preset)
 
 	hosts    []*hostCal
 	capTotal lease.Resources
@@ -52,7 +53,7 @@ type Engine struct {
 	reservedCount int
 
 	timers  timerHeap
-	tseq    uint64  // timers scheduled so far: orders timers due together
+	seq     uint64  // requests admitted so far: numbers them in order
 	pending []Event // what Release caused, reported by the next Advance
 	now     int64
 	scratch []alloc
@@ -99,6 +100,7 @@ type entry struct {
 	gen        uint32
 	seen       uint64 // the pass that last looked at it
 	prevAsked  int64
+	seq        uint64 // admission order
 }
 
 // group is a leaf of the share tree that has asked for something.
@@ -124,6 +126,7 @@ type group struct {
 	key        float64
 	spent      float64 // overflow core-hours in the current budget period
 	period     int64
+	seq        uint64 // order of arrival among groups
 }
 
 // node is a node of the share tree; activeWeight sums the weights of its
@@ -131,43 +134,38 @@ type group struct {
 type node struct {
 	id           lease.GroupID
 	parent       *node
-	weight       float64
+	weight       int64 // in thousandths, so that sums are exact on every replica
 	active       int
-	activeWeight float64
+	activeWeight int64
 }
 
 func (e *Engine) groupFor(id lease.GroupID) (*group, error) {
 	if g, ok := e.groups[id]; ok {
 		return g, nil
 	}
-	pg, ok := e.pol.Group(id)
-	if !ok {
+	if _, ok := e.pol.Group(id); !ok {
 		return nil, lease.Errorf(lease.EINVALID, "group", "group %q is not in the site policy", id)
 	}
-	g := &group{id: id, node: e.nodeFor(id), maxLease: int64(pg.Quota.MaxLease), maxVMs: pg.Quota.MaxVMs}
-	g.limit = lease.Resources{Cores: math.MaxInt64, MemoryMiB: math.MaxInt64}
-	if pg.Quota.MaxCores > 0 {
-		g.limit.Cores = pg.Quota.MaxCores
-	}
-	if pg.Quota.MaxMemoryMiB > 0 {
-		g.limit.MemoryMiB = pg.Quota.MaxMemoryMiB
-	}
-	if f := e.mech.CapFraction; f > 0 {
-		g.limit.Cores = min(g.limit.Cores, int64(f*float64(e.capTotal.Cores)))
-		g.limit.MemoryMiB = min(g.limit.MemoryMiB, int64(f*float64(e.capTotal.MemoryMiB)))
-	}
+	return e.newGroup(id), nil
+}
+
+// newGroup adds group id to the engine's accounts.
+func (e *Engine) newGroup(id lease.GroupID) *group {
+	g := &group{id: id, node: e.nodeFor(id)}
+	e.setLimits(g)
+	g.seq = uint64(len(e.groupList))
 	e.groups[id] = g
 	e.groupList = append(e.groupList, g)
-	return g, nil
+	return g
 }
 
 func (e *Engine) nodeFor(id lease.GroupID) *node {
 	if n, ok := e.nodes[id]; ok {
 		return n
 	}
-	n := &node{id: id, parent: e.root, weight: 1}
+	n := &node{id: id, parent: e.root, weight: milli(1)}
 	if pg, ok := e.pol.Group(id); ok {
-		n.weight = pg.Weight
+		n.weight = milli(pg.Weight)
 		if pg.Parent != "" {
 			n.parent = e.nodeFor(pg.Parent)
 		}
@@ -236,6 +234,9 @@ func (e *Engine) drop(g *group) {
 	e.touch(g)
 }
 
+// milli converts a policy weight to thousandths.
+func milli(w float64) int64 { return max(1, int64(math.Round(w*1000))) }
+
 // setActive adds (+1) or removes (-1) g from the active set, keeping the
 // active weights along its path.
 func setActive(g *group, delta int) {
@@ -260,7 +261,7 @@ func share(g *group) float64 {
 		if n.parent.activeWeight <= 0 {
 			return 0
 		}
-		s *= n.weight / n.parent.activeWeight
+		s *= float64(n.weight) / float64(n.parent.activeWeight)
 	}
 	return s
 }
@@ -474,7 +475,7 @@ func (e *Engine) reserve(g *group) lease.Resources {
 		if w <= 0 {
 			w = 1
 		}
-		s := n * w / (e.root.activeWeight + w)
+		s := n * w / (float64(e.root.activeWeight)/1000 + w)
 		r = r.Add(e.shareLimit(min(s, 1)))
 	}
 	return r
@@ -512,9 +513,10 @@ func (h timerHeap) Less(i, j int) bool {
 	if h[i].kind != h[j].kind {
 		return h[i].kind < h[j].kind
 	}
-	// In the order they were set, not in whatever order the heap's
-	// history leaves them: a dry run's stale timer must not reorder
-	// what is due together (which of two expiring requests gets the
+	// In the order their owners came (requests by admission, groups by
+	// first request), not in whatever order the heap's history leaves
+	// them: what is due together must happen in the same order on every
+	// replica and after a restore (which of two expiring requests gets the
 	// last of an overflow budget, say).
 	return h[i].seq < h[j].seq
 }
@@ -529,10 +531,10 @@ func (h *timerHeap) Pop() any {
 
 func (e *Engine) schedule(t timer) {
 	if t.x != nil {
-		t.gen = t.x.gen
+		t.gen, t.seq = t.x.gen, t.x.seq
+	} else {
+		t.seq = t.g.seq
 	}
-	e.tseq++
-	t.seq = e.tseq
 	heap.Push(&e.timers, t)
 }
 

@@ -3,6 +3,7 @@ package fairshare_test
 import (
 	"cmp"
 	"container/heap"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -143,6 +144,9 @@ type options struct {
 	// stale (with lazy) advances only after the user's call, so that
 	// Submit and Release meet overdue timers.
 	stale bool
+	// restore swaps the engine for one restored from its exported state
+	// (through JSON) after every step, as a replica restoring a snapshot.
+	restore bool
 }
 
 // replay runs w through a fresh engine of preset, checking as it goes.
@@ -158,7 +162,7 @@ func replayWith(t failer, preset string, w workload, o options) result {
 		t.Fatalf("New(%s): %v", preset, err)
 	}
 	h := &harness{
-		t: t, preset: preset, w: w, e: s.(*fairshare.Engine), o: o,
+		t: t, preset: preset, w: w, e: s, o: o,
 		hostIx: map[string]int{}, byID: map[lease.ID]int{},
 		spent: map[lease.GroupID]map[int64]float64{},
 		res:   result{maxHeld: map[lease.GroupID]lease.Resources{}},
@@ -262,6 +266,9 @@ func (h *harness) run() {
 		}
 		if err := h.e.Check(); err != nil {
 			h.fatalf("Check: %v", err)
+		}
+		if h.o.restore {
+			h.swap()
 		}
 	}
 	for _, tr := range h.tr {
@@ -550,4 +557,29 @@ func (w workload) String() string {
 			off(r.r.EarliestStart), off(r.r.StartBy), r.hold, r.cancel)
 	}
 	return s
+}
+
+// swap replaces the engine with one restored from its state, and checks
+// that the restored engine's state is the same.
+func (h *harness) swap() {
+	st := h.e.Export()
+	b, err := json.Marshal(st)
+	if err != nil {
+		h.fatalf("encode state: %v", err)
+	}
+	var back fairshare.State
+	if err := json.Unmarshal(b, &back); err != nil {
+		h.fatalf("decode state: %v", err)
+	}
+	e, err := fairshare.Restore(h.preset, h.w.hosts, h.w.pol, &back)
+	if err != nil {
+		h.fatalf("Restore: %v", err)
+	}
+	if diff := gocmp.Diff(st, e.Export()); diff != "" {
+		h.fatalf("restored state differs (-exported +restored):\n%s", diff)
+	}
+	if err := e.Check(); err != nil {
+		h.fatalf("Check after restore: %v", err)
+	}
+	h.e = e
 }

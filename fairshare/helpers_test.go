@@ -58,7 +58,7 @@ func newEngine(tb testing.TB, preset string, hs []fairshare.Host, p *policies.Po
 	if err != nil {
 		tb.Fatalf("New(%s): %v", preset, err)
 	}
-	return s.(*fairshare.Engine)
+	return s
 }
 
 // rq is a request for n VMs of c cores and 2 GiB per core (the hosts'

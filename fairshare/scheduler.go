@@ -154,25 +154,24 @@ var Presets = map[string]Mechanisms{
 var PolicyNames = []string{"fcfs", "easy", "caps", "fairorder", "fairlease"}
 
 // New returns the named policy for a site of hosts under pol.
-func New(name string, hosts []Host, pol *policies.Policy) (Scheduler, error) {
+func New(name string, hosts []Host, pol *policies.Policy) (*Engine, error) {
 	m, ok := Presets[name]
 	if !ok {
 		return nil, fmt.Errorf("fairshare: unknown policy %q (want one of %s)", name, strings.Join(PolicyNames, ", "))
 	}
-	if name == "fairlease" && pol != nil {
-		// The product's knobs come from the site policy; the baselines
-		// stay what they are.
-		m.Aging = pol.Aging
-		m.PromiseHorizon = pol.PromiseHorizon
+	e, err := NewEngine(name, m, hosts, pol)
+	if err != nil {
+		return nil, err
 	}
-	return NewEngine(name, m, hosts, pol)
+	// The product's knobs come from the site policy; the baselines stay
+	// what they are.
+	e.tunable = name == "fairlease"
+	e.tune()
+	return e, nil
 }
 
 // NewEngine returns an engine with the given mechanisms.
 func NewEngine(name string, m Mechanisms, hosts []Host, pol *policies.Policy) (*Engine, error) {
-	if len(hosts) == 0 {
-		return nil, fmt.Errorf("fairshare: a site needs at least one host")
-	}
 	if pol == nil {
 		pol = policies.Default()
 	}
@@ -185,27 +184,13 @@ func NewEngine(name string, m Mechanisms, hosts []Host, pol *policies.Policy) (*
 		groups:   make(map[lease.GroupID]*group),
 		nodes:    make(map[lease.GroupID]*node),
 	}
-	seen := make(map[string]bool, len(hosts))
-	for _, h := range hosts {
-		if h.Capacity.Cores <= 0 || h.Capacity.MemoryMiB < 0 {
-			return nil, fmt.Errorf("fairshare: host %q: capacity must have cores > 0 and memory >= 0, got %+v", h.Name, h.Capacity)
-		}
-		if seen[h.Name] {
-			return nil, fmt.Errorf("fairshare: host %q listed twice", h.Name)
-		}
-		seen[h.Name] = true
-		e.hosts = append(e.hosts, &hostCal{name: h.Name, cap: h.Capacity})
-		e.capTotal = e.capTotal.Add(h.Capacity)
-		e.maxHost.Cores = max(e.maxHost.Cores, h.Capacity.Cores)
-		e.maxHost.MemoryMiB = max(e.maxHost.MemoryMiB, h.Capacity.MemoryMiB)
-	}
 	e.root = &node{}
-	if len(e.hosts) > indexFrom {
-		e.ix = newHostIndex(len(e.hosts))
-		for i := range e.hosts {
-			e.refresh(i)
+	for _, h := range hosts {
+		if err := e.addHost(h); err != nil {
+			return nil, err
 		}
 	}
+	e.reindex()
 	return e, nil
 }
 
