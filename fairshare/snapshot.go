@@ -51,6 +51,9 @@ type GroupState struct {
 	UseN       int           `json:"use_n"`
 	Spent      float64       `json:"spent"`
 	Period     int64         `json:"period"`
+	// Active is whether it counts among the active groups now; kept as
+	// it stands, since it changes only when the engine looks.
+	Active bool `json:"active"`
 }
 
 // LeaseState is one live request: waiting, reserved or running.
@@ -82,7 +85,7 @@ func (e *Engine) Export() *State {
 	for _, g := range e.groupList {
 		st.Groups = append(st.Groups, GroupState{
 			ID: g.id, Usage: g.usage, UsageAt: g.usageAt, IdleUntil: g.idleUntil, AskedUntil: g.askedUntil,
-			UseRatio: g.useRatio, UseN: g.useN, Spent: g.spent, Period: g.period,
+			UseRatio: g.useRatio, UseN: g.useN, Spent: g.spent, Period: g.period, Active: g.active,
 		})
 	}
 	live := make([]*entry, 0, len(e.leases))
@@ -118,7 +121,9 @@ func (e *Engine) Export() *State {
 	if e.head != nil && e.head.state == stQueued && e.head.placed {
 		st.Head = e.head.req.ID
 	}
-	st.Pending = slices.Clone(e.pending)
+	if len(e.pending) > 0 {
+		st.Pending = slices.Clone(e.pending)
+	}
 	for _, t := range e.timers {
 		if e.stale(t) {
 			continue
@@ -278,8 +283,11 @@ func (e *Engine) restore(st *State) error {
 		}
 		e.head = x
 	}
-	for _, g := range e.groupList {
-		e.touch(g)
+	for i, g := range e.groupList {
+		if st.Groups[i].Active {
+			g.active = true
+			setActive(g, 1)
+		}
 	}
 	for _, ts := range st.Timers {
 		t := timer{at: ts.At, kind: timerKind(ts.Kind)}
