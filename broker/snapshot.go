@@ -170,10 +170,13 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 		if err != nil || n > 1<<30 {
 			return nil, fmt.Errorf("broker: snapshot record %d: bad length", t)
 		}
-		b := make([]byte, n)
-		if _, err := io.ReadFull(br, b); err != nil {
+		// Grow with the data rather than trust the length: a damaged
+		// length must not allocate a gigabyte.
+		var rec bytes.Buffer
+		if _, err := io.CopyN(&rec, br, int64(n)); err != nil {
 			return nil, fmt.Errorf("broker: snapshot record %d: %w", t, err)
 		}
+		b := rec.Bytes()
 		var dst any
 		switch recordType(t) {
 		case recMeta:
