@@ -97,8 +97,8 @@ func TestLifecycle(t *testing.T) {
 	}
 	want := map[lease.ID]lease.State{
 		"a1": lease.StateStarting, "a2": lease.StateStarting, // 6 + 8 cores of 16
-		"b1": lease.StateDeferred,  // 8 more cores: waits for a1 or a2
-		"b2": lease.StateRejected,  // 100 VMs: larger than the site
+		"b1": lease.StateDeferred, // 8 more cores: waits for a1 or a2
+		"b2": lease.StateRejected, // 100 VMs: larger than the site
 	}
 	if diff := cmp.Diff(want, states()); diff != "" {
 		t.Fatalf("after the submits (-want +got):\n%s", diff)
