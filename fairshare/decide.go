@@ -540,7 +540,7 @@ func (e *Engine) Shares(now time.Time) []GroupShare {
 	}
 	out := make([]GroupShare, 0, len(e.groups))
 	for _, g := range e.groupList {
-		gs := GroupShare{Group: g.id, Weight: float64(g.node.weight) / 1000, Active: g.isActive(e.now), Usage: g.usage}
+		gs := GroupShare{Group: g.id, Weight: float64(g.node.weight) / 1000, Active: g.isActive(e.now), Usage: e.decayed(g)}
 		if gs.Active {
 			gs.Share = share(g)
 		}
@@ -556,7 +556,7 @@ func (e *Engine) Shares(now time.Time) []GroupShare {
 		}
 		gs.Factor = 1
 		if total > 0 && gs.Share > 0 {
-			gs.Factor = math.Exp2(-(g.usage / total) / gs.Share)
+			gs.Factor = math.Exp2(-(gs.Usage / total) / gs.Share)
 		} else if total > 0 {
 			gs.Factor = 0
 		}

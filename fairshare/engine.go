@@ -267,6 +267,9 @@ func share(g *group) float64 {
 }
 
 // decayed returns g's usage decayed to now.
+// It changes nothing: usage is stored only when a charge changes it, so
+// that reading it (a what-if, a share report on the leader) cannot make
+// one replica's figures drift from another's by a rounding.
 func (e *Engine) decayed(g *group) float64 {
 	if g.usage == 0 || g.usageAt >= e.now {
 		return g.usage
@@ -275,9 +278,7 @@ func (e *Engine) decayed(g *group) float64 {
 	if h <= 0 {
 		return g.usage
 	}
-	g.usage *= math.Exp2(-float64(e.now-g.usageAt) / h)
-	g.usageAt = e.now
-	return g.usage
+	return g.usage * math.Exp2(-float64(e.now-g.usageAt)/h)
 }
 
 // dominant returns the dominant share of r in the site, per second.
@@ -290,9 +291,8 @@ func (e *Engine) dominant(r lease.Resources) float64 {
 }
 
 func (e *Engine) charge(x *entry, amount float64) {
-	e.decayed(x.g)
+	x.g.usage = max(0, e.decayed(x.g)+amount)
 	x.g.usageAt = e.now
-	x.g.usage = max(0, x.g.usage+amount)
 	x.charged += amount
 }
 
