@@ -90,9 +90,10 @@ func (e *Engine) decide(r lease.Request) (*entry, plan) {
 			r.ID, fmtDur(r.Duration), g.id, fmtDur(time.Duration(g.maxLease)))
 	case g.maxVMs > 0 && r.Count > g.maxVMs:
 		return nil, reject(lease.ReasonQuota, "%d VMs asked; group %s may ask for at most %d in one request", r.Count, g.id, g.maxVMs)
-	case !x.need.Fits(g.limit):
-		return nil, reject(lease.ReasonQuota, "%d cores / %d MiB asked; group %s may hold at most %d cores / %d MiB",
-			x.need.Cores, x.need.MemoryMiB, g.id, g.limit.Cores, g.limit.MemoryMiB)
+	case x.need.Cores > g.limit.Cores:
+		return nil, reject(lease.ReasonQuota, "%d cores asked; group %s may hold at most %d cores at once", x.need.Cores, g.id, g.limit.Cores)
+	case x.need.MemoryMiB > g.limit.MemoryMiB:
+		return nil, reject(lease.ReasonQuota, "%d MiB asked; group %s may hold at most %d MiB at once", x.need.MemoryMiB, g.id, g.limit.MemoryMiB)
 	case x.earliest > x.startBy:
 		return nil, reject(lease.ReasonStartBy, "earliest start is after start_by")
 	}
