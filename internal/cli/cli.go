@@ -149,6 +149,15 @@ through the same admission code in virtual time.`,
 		return &exitError{code: ExitUsage, err: err}
 	})
 	root.AddCommand(newVersionCmd(e), newSimCmd(e))
+	root.AddCommand(newServerCmd(e))
+	root.AddCommand(newClusterCmd(e))
+	root.AddCommand(newBenchCmd(e))
+	root.AddCommand(newLeaseCmd(e))
+	root.AddCommand(newShareCmd(e))
+	root.AddCommand(newUserCmd(e))
+	root.AddCommand(newTokenCmd(e))
+	root.AddCommand(newHostCmd(e))
+	root.AddCommand(newUpCmd(e))
 	return root
 }
 

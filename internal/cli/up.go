@@ -1,0 +1,243 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/fairlease/fairlease/broker"
+	"github.com/fairlease/fairlease/broker/api"
+	"github.com/fairlease/fairlease/broker/server"
+	"github.com/fairlease/fairlease/broker/simhosts"
+	"github.com/fairlease/fairlease/lease"
+)
+
+type upFlags struct {
+	data       string
+	listen     string
+	raft       string
+	hosts      int
+	driver     string
+	hostCores  int64
+	hostMemory string
+	boot       time.Duration
+}
+
+func newUpCmd(e *env) *cobra.Command {
+	var fl upFlags
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run a whole broker on this machine: one-node Raft, the APIs, and a local site",
+		Long: `up runs everything in one process: a single-node Raft broker keeping its
+state in --data, the REST API and metrics on localhost, and a local site of
+--hosts simulated hosts, so that leases run end to end. It prints an admin
+token and writes it with the addresses to DATA/up.env:
+
+    source fairlease-data/up.env
+    fairlease lease create --count 3 --cores 1 --memory 1GiB --duration 10m --wait running`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runUp(e, fl) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&fl.data, "data", "fairlease-data", "directory for the broker's state")
+	f.StringVar(&fl.listen, "listen", "127.0.0.1:7400", "address of the REST API and metrics")
+	f.StringVar(&fl.raft, "raft", "127.0.0.1:7300", "address of the Raft transport")
+	f.IntVar(&fl.hosts, "hosts", 4, "simulated hosts in the local site")
+	f.StringVar(&fl.driver, "driver", "test", "how hosts run VMs: test (simulated)")
+	f.Int64Var(&fl.hostCores, "host-cores", 8, "cores of each simulated host")
+	f.StringVar(&fl.hostMemory, "host-memory", "32GiB", "memory of each simulated host")
+	f.DurationVar(&fl.boot, "boot", time.Second, "how long a simulated VM takes to boot")
+	return cmd
+}
+
+func runUp(e *env, fl upFlags) error {
+	switch {
+	case fl.driver != "test":
+		return usagef("--driver %q: this build runs simulated hosts only (--driver test); real VMs come with the host agent", fl.driver)
+	case fl.hosts < 1:
+		return usagef("--hosts must be at least 1, got %d", fl.hosts)
+	case fl.hostCores < 1:
+		return usagef("--host-cores must be at least 1, got %d", fl.hostCores)
+	}
+	mem, err := humanize.ParseBytes(fl.hostMemory)
+	if err != nil || mem < 1<<20 {
+		return usagef("--host-memory: want a size like 32GiB, got %q", fl.hostMemory)
+	}
+	if err := os.MkdirAll(fl.data, 0o700); err != nil {
+		return failure(fmt.Errorf("--data: %w", err), "")
+	}
+	log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ln, err := net.Listen("tcp", fl.listen)
+	if err != nil {
+		return failure(fmt.Errorf("--listen: %w", err), "is another fairlease up running? stop it or pass --listen 127.0.0.1:0")
+	}
+	apiAddr := "http://" + ln.Addr().String()
+	secret, err := clusterSecret(filepath.Join(fl.data, "cluster-secret"))
+	if err != nil {
+		ln.Close()
+		return failure(err, "")
+	}
+	cfg := server.DefaultConfig()
+	cfg.ID, cfg.DataDir, cfg.RaftAddr, cfg.APIAddr = "up", filepath.Join(fl.data, "raft"), fl.raft, apiAddr
+	cfg.Bootstrap, cfg.ClusterSecret, cfg.Logger = true, secret, log
+	// Simulated hosts beat every few seconds; give them room.
+	cfg.HostTimeout = time.Minute
+	s, err := server.New(cfg)
+	if err != nil {
+		ln.Close()
+		return failure(err, "is another fairlease up using --raft "+fl.raft+"?")
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	p := server.APIParams{Backend: s, Internal: s.InternalHandler(), Registry: s.Registry(), Addr: ln.Addr().String()}
+	a, err := api.New(apiConfig(p))
+	if err != nil {
+		ln.Close()
+		return failure(err, "")
+	}
+	apiErr := make(chan error, 1)
+	go func() { apiErr <- a.ServeListener(ctx, ln, "", "") }()
+
+	if err := waitLeader(ctx, s); err != nil {
+		return failure(err, "")
+	}
+	envFile := filepath.Join(fl.data, "up.env")
+	token, err := adminToken(ctx, s, envFile)
+	if err != nil {
+		return failure(err, "")
+	}
+	if err := writeEnv(envFile, apiAddr, token); err != nil {
+		return failure(err, "")
+	}
+	sc := simhosts.DefaultConfig()
+	sc.Hosts, sc.Boot, sc.Logger = fl.hosts, fl.boot, log
+	sc.Capacity = lease.Resources{Cores: fl.hostCores, MemoryMiB: int64(mem >> 20)}
+	hostsErr := make(chan error, 1)
+	go func() { hostsErr <- simhosts.Run(ctx, s, sc) }()
+
+	fmt.Fprintf(e.stdout, "fairlease up: broker ready\n")
+	fmt.Fprintf(e.stdout, "  api      %s   (openapi: %s/v1/openapi.json)\n", apiAddr, apiAddr)
+	fmt.Fprintf(e.stdout, "  metrics  %s/metrics\n", apiAddr)
+	fmt.Fprintf(e.stdout, "  raft     %s, state in %s\n", s.RaftAddr(), fl.data)
+	fmt.Fprintf(e.stdout, "  site     %d simulated hosts × %d cores / %s\n", fl.hosts, fl.hostCores, humanize.IBytes(mem))
+	fmt.Fprintf(e.stdout, "  token    %s\n", token)
+	fmt.Fprintf(e.stdout, "\nIn another shell:\n  source %s\n  fairlease lease create --count 3 --cores 1 --memory 1GiB --duration 10m --wait running\n", envFile)
+
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(e.stdout, "fairlease up: stopping")
+		return nil
+	case err := <-apiErr:
+		if ctx.Err() != nil || errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return failure(fmt.Errorf("api: %w", err), "")
+	case err := <-hostsErr:
+		return failure(fmt.Errorf("local site: %w", err), "")
+	}
+}
+
+// clusterSecret reads the node's secret for internal requests, making one
+// the first time.
+func clusterSecret(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("cluster secret: %w", err)
+	}
+	return s, nil
+}
+
+func waitLeader(ctx context.Context, s *server.Server) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for !s.IsLeader() {
+		if time.Now().After(deadline) {
+			return errors.New("the single broker node did not become leader within 30 s")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// adminToken returns the admin token of up.env when it still works, or
+// creates the admin user (the first time) and a new token.
+func adminToken(ctx context.Context, s *server.Server, envFile string) (string, error) {
+	old := readEnv(envFile)["FAIRLEASE_TOKEN"]
+	var haveAdmin, tokenOK bool
+	s.Read(ctx, true, func(st *broker.State) error {
+		_, haveAdmin = st.User("admin")
+		if id, secret, ok := api.ParseToken(old); ok {
+			if t, found := st.Token(id); found && t.User == "admin" && string(t.Hash) == string(api.Hash(secret)) {
+				tokenOK = true
+			}
+		}
+		return nil
+	})
+	if tokenOK {
+		return old, nil
+	}
+	now := time.Now()
+	if !haveAdmin {
+		c, _ := broker.NewCommand(broker.CmdPutUser, now, "up", broker.User{Name: "admin", Role: broker.RoleAdmin})
+		if _, err := s.Propose(ctx, c); err != nil {
+			return "", fmt.Errorf("create the admin user: %w", err)
+		}
+	}
+	id, secret, token := api.NewToken()
+	c, _ := broker.NewCommand(broker.CmdPutToken, now, "up", broker.Token{ID: id, User: "admin", Hash: api.Hash(secret), Name: "fairlease up"})
+	if _, err := s.Propose(ctx, c); err != nil {
+		return "", fmt.Errorf("create the admin token: %w", err)
+	}
+	return token, nil
+}
+
+func readEnv(path string) map[string]string {
+	out := map[string]string{}
+	f, err := os.Open(path)
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimPrefix(strings.TrimSpace(sc.Text()), "export ")
+		if k, v, ok := strings.Cut(line, "="); ok {
+			out[k] = strings.Trim(v, `"'`)
+		}
+	}
+	return out
+}
+
+// writeEnv writes the addresses and token for scripts to source.
+func writeEnv(path, addr, token string) error {
+	body := fmt.Sprintf("# written by fairlease up: source it to talk to this broker\nexport FAIRLEASE_ADDR=%s\nexport FAIRLEASE_TOKEN=%s\n", addr, token)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
+		return fmt.Errorf("up.env: %w", err)
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,24 @@
+package cli
+
+import (
+	"context"
+
+	"github.com/fairlease/fairlease/broker/api"
+	"github.com/fairlease/fairlease/broker/server"
+)
+
+// The broker's parts meet here: the Raft node (broker/server) serves the
+// REST API (broker/api) through the server.Backend it implements.
+func init() { startAPI = serveAPI }
+
+func serveAPI(ctx context.Context, p server.APIParams) error {
+	return api.Start(ctx, apiConfig(p), p.Addr, p.TLSCert, p.TLSKey)
+}
+
+func apiConfig(p server.APIParams) api.Config {
+	return api.Config{
+		Backend: p.Backend, Internal: p.Internal,
+		Registerer: p.Registry, Gatherer: p.Registry, Version: Version,
+		Unavailable: server.Unavailable, LeaderAPI: server.LeaderAPI,
+	}
+}
