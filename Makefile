@@ -7,17 +7,23 @@ OUT      := out
 TRACE    := testdata/SDSC-SP2-1998-4.2-cln.swf.gz
 SHARED   := ../shared/traces
 
-.PHONY: all build demo test vet fmt-check sim-traces bench clean
+.PHONY: all build demo sim-demo test vet fmt-check sim-traces bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/fairlease
 
-# The main job, for now: replay a bursty parameter-scan scenario and a real
-# trace through every policy and print the comparison; plots, JSON and
-# per-request schedules land in out/.
+# The main job: start a whole broker on this machine (fairlease up), ask it
+# for a one-click cluster, and watch it run and expire.
 demo: build
+	@mkdir -p $(OUT)
+	BIN=$(BIN) DATA=$(OUT)/demo-data scripts/demo.sh
+
+# The simulator: replay a bursty parameter-scan scenario and a real trace
+# through every policy and print the comparison; plots, JSON and
+# per-request schedules land in out/.
+sim-demo: build
 	@mkdir -p $(OUT)
 	$(BIN) sim --scenario paramscan --seed 1 --json $(OUT)/paramscan.json --plots $(OUT)/paramscan
 	@echo

@@ -295,12 +295,12 @@ func (e *Engine) decision(x *entry, p plan) lease.Decision {
 				d.Message = fmt.Sprintf("starts at %s (in %s)", d.Start.Format(time.RFC3339), fmtDur(time.Duration(p.t-e.now)))
 			}
 		} else {
-			d.Message = "queued in fair order; no firm start yet"
+			d.Message = "waits in fair order, no firm start yet"
 			if p.early != never && p.early != 0 {
-				d.Message += fmt.Sprintf(" (the calendar has room at %s, in %s, if nobody fairer comes first)",
+				d.Message += fmt.Sprintf(": the calendar has room at %s (in %s) if nobody fairer comes first",
 					fromTick(p.early).Format(time.RFC3339), fmtDur(time.Duration(p.early-e.now)))
 			} else {
-				d.Message += "; no room before start_by on the calendar as it stands"
+				d.Message += ": no room before start_by on the calendar as it stands"
 			}
 		}
 	case lease.Overflowed:

@@ -172,8 +172,8 @@ func TestDescribe(t *testing.T) {
 		l    broker.Lease
 		want string
 	}{
-		{"queued", broker.Lease{Request: req, Decision: lease.Decision{Kind: lease.Deferred, Reason: lease.ReasonQueued, Message: "queued in fair order; no firm start yet"}},
-			"queued: queued in fair order; no firm start yet"},
+		{"queued", broker.Lease{Request: req, Decision: lease.Decision{Kind: lease.Deferred, Reason: lease.ReasonQueued, Message: "waits in fair order, no firm start yet"}},
+			"queued: waits in fair order, no firm start yet"},
 		{"overflowed", broker.Lease{Request: req, End: t0.Add(2 * time.Hour), Decision: lease.Decision{Kind: lease.Overflowed, Site: "ec2"}},
 			"overflowed: runs on ec2 until 11:00 (in 2h)"},
 		{"deferred to tomorrow", broker.Lease{Request: req, Decision: lease.Decision{Kind: lease.Deferred, Start: t0.Add(26 * time.Hour)}},

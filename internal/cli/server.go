@@ -22,15 +22,9 @@ import (
 	"github.com/fairlease/fairlease/broker/server"
 )
 
-// startAPI starts the HTTP API of a broker node. Until broker/api is wired
-// in, `fairlease server` serves only the internal endpoints (forwarding,
-// joining) and /metrics on the API address.
-//
-// TODO(integrator): set startAPI to a server.APIStarter that builds
-// broker/api with api.Config{Backend: p.Backend, Internal: p.Internal,
-// Registerer: p.Registry, Gatherer: p.Registry, Unavailable:
-// server.Unavailable, LeaderAPI: server.LeaderAPI} and serves it on p.Addr
-// (TLS with p.TLSCert and p.TLSKey when set) until ctx ends.
+// startAPI starts the HTTP API of a broker node; wire.go sets it to
+// broker/api's. Left nil, `fairlease server` serves only the internal
+// endpoints (forwarding, joining) and /metrics on the API address.
 var startAPI server.APIStarter
 
 // serverFile is the TOML of `fairlease server --config FILE`.
