@@ -179,6 +179,7 @@ func (s *State) Apply(index uint64, c Command) (any, error) {
 		at = s.now
 	}
 	s.now = at
+	s.engine.SetNow(at)
 	res, err := s.apply(at, c)
 	if errors.Is(err, ErrUnknownCommand) {
 		if c.Type&IgnoreUnknownFlag != 0 {
