@@ -80,44 +80,27 @@ func (s *State) Snapshot(w io.Writer) error {
 	for _, id := range s.order {
 		m.Order = append(m.Order, string(id))
 	}
-	recs := []struct {
+	type record struct {
 		t recordType
 		v any
-	}{{recMeta, m}, {recPolicy, policyRecord{Text: s.policyText, Policy: s.policy}}}
+	}
+	recs := []record{{recMeta, m}, {recPolicy, policyRecord{Text: s.policyText, Policy: s.policy}}}
 	for _, h := range s.hosts {
-		recs = append(recs, struct {
-			t recordType
-			v any
-		}{recHost, h})
+		recs = append(recs, record{recHost, h})
 	}
 	for _, u := range s.Users() {
-		recs = append(recs, struct {
-			t recordType
-			v any
-		}{recUser, u})
+		recs = append(recs, record{recUser, u})
 	}
 	for _, t := range s.Tokens() {
-		recs = append(recs, struct {
-			t recordType
-			v any
-		}{recToken, t})
+		recs = append(recs, record{recToken, t})
 	}
 	for _, n := range s.Nodes() {
-		recs = append(recs, struct {
-			t recordType
-			v any
-		}{recNode, n})
+		recs = append(recs, record{recNode, n})
 	}
 	for _, id := range s.order {
-		recs = append(recs, struct {
-			t recordType
-			v any
-		}{recLease, s.leases[id]})
+		recs = append(recs, record{recLease, s.leases[id]})
 	}
-	recs = append(recs, struct {
-		t recordType
-		v any
-	}{recEngine, s.engine.Export()})
+	recs = append(recs, record{recEngine, s.engine.Export()})
 	for _, r := range recs {
 		if err := put(r.t, r.v); err != nil {
 			return err

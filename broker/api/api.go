@@ -33,19 +33,7 @@ import (
 
 // Backend is what the API needs of a broker node (broker/server
 // implements it).
-type Backend interface {
-	// Read runs fn with the state under a read lock; strong=true reads
-	// through the leader (linearizable).
-	Read(ctx context.Context, strong bool, fn func(*broker.State) error) error
-	// Propose commits c through Raft and returns State.Apply's result and
-	// error (CmdSubmit: []broker.SubmitResult; CmdRelease, CmdLeaseState:
-	// *broker.Lease; others nil). Business errors are *lease.Error. The
-	// leader stamps c.Time; followers forward to the leader.
-	Propose(ctx context.Context, c broker.Command) (any, error)
-	Status(ctx context.Context) (broker.ClusterStatus, error)
-	Join(ctx context.Context, id, raftAddr, apiAddr string) error
-	Remove(ctx context.Context, id string) error
-}
+type Backend = broker.Backend
 
 // Config says what the API serves with.
 type Config struct {

@@ -15,7 +15,7 @@ import (
 	"github.com/fairlease/fairlease/lease"
 )
 
-// Backend is what simulated hosts need from a broker node.
+// Backend is the part of broker.Backend simulated hosts use.
 type Backend interface {
 	Read(ctx context.Context, strong bool, fn func(*broker.State) error) error
 	Propose(ctx context.Context, c broker.Command) (any, error)
