@@ -113,6 +113,9 @@ func Decode(b []byte) (Command, error) {
 // Submit asks for leases, decided in order.
 type Submit struct {
 	Requests []lease.Request `json:"requests"`
+	// Contexts, when set, go with the requests of the same index: the
+	// cluster key pair and user keys each cluster's VMs get at boot.
+	Contexts []*ClusterContext `json:"contexts,omitempty"`
 }
 
 // Release ends a running lease or cancels a waiting one.

@@ -35,6 +35,7 @@ const (
 	recNode   recordType = 6
 	recLease  recordType = 7
 	recEngine recordType = 8
+	recImage  recordType = 9
 
 	recIgnorable recordType = 128
 )
@@ -96,6 +97,9 @@ func (s *State) Snapshot(w io.Writer) error {
 	}
 	for _, n := range s.Nodes() {
 		recs = append(recs, record{recNode, n})
+	}
+	for _, im := range s.Images() {
+		recs = append(recs, record{recImage, im})
 	}
 	for _, id := range s.order {
 		recs = append(recs, record{recLease, s.leases[id]})
@@ -176,6 +180,8 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 			dst = &Token{}
 		case recNode:
 			dst = &Node{}
+		case recImage:
+			dst = &Image{}
 		case recLease:
 			l := &Lease{}
 			leases = append(leases, l)
@@ -199,6 +205,8 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 			s.tokens[v.ID] = v
 		case *Node:
 			s.nodes[v.ID] = v
+		case *Image:
+			s.images[v.Name] = v
 		}
 	}
 	if !gotMeta || pol.Policy == nil || eng == nil {

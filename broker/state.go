@@ -26,7 +26,9 @@ const (
 )
 
 // Valid reports whether r is a known role.
-func (r Role) Valid() bool { return r == RoleUser || r == RoleManager || r == RoleAdmin }
+func (r Role) Valid() bool {
+	return r == RoleUser || r == RoleManager || r == RoleAdmin || r == RoleAgent
+}
 
 // User is someone who may hold tokens.
 type User struct {
@@ -60,6 +62,11 @@ type Host struct {
 	Capacity lease.Resources `json:"capacity"`
 	State    HostState       `json:"state"`
 	LastSeen time.Time       `json:"last_seen"`
+	// Agent, LogKey, Driver and Images come from the host's agent.
+	Agent  string   `json:"agent,omitempty"`
+	LogKey string   `json:"log_key,omitempty"`
+	Driver string   `json:"driver,omitempty"`
+	Images []string `json:"images,omitempty"`
 }
 
 // Node is a broker replica.
@@ -75,6 +82,8 @@ type VM struct {
 	Name    string `json:"name"`
 	Address string `json:"address"`
 	Host    string `json:"host"`
+	// State is what the host's agent last reported (starting until then).
+	State string `json:"state,omitempty"`
 }
 
 // Transition is a step in a lease's life.
@@ -100,6 +109,9 @@ type Lease struct {
 	// EndReason says why an ended, failed or rejected lease stopped.
 	EndReason string       `json:"end_reason,omitempty"`
 	History   []Transition `json:"history"`
+	// Context is the cluster's SSH key pair and the user's keys; it is
+	// kept out of the API's lease object.
+	Context *ClusterContext `json:"context,omitempty"`
 }
 
 func (l *Lease) move(at time.Time, s lease.State, note string) {
@@ -128,6 +140,7 @@ type State struct {
 	users  map[string]*User
 	tokens map[string]*Token
 	nodes  map[string]*Node
+	images map[string]*Image
 	leases map[lease.ID]*Lease
 	order  []lease.ID // leases in submission order
 	// addr numbers VM addresses: each VM that starts gets the next one.
@@ -143,7 +156,7 @@ const Preset = "fairlease"
 func NewState() *State {
 	s := &State{
 		preset: Preset, policy: policies.Default(),
-		users: map[string]*User{}, tokens: map[string]*Token{}, nodes: map[string]*Node{},
+		users: map[string]*User{}, tokens: map[string]*Token{}, nodes: map[string]*Node{}, images: map[string]*Image{},
 		leases: map[lease.ID]*Lease{},
 	}
 	e, err := fairshare.New(s.preset, nil, s.policy)
@@ -259,6 +272,18 @@ func (s *State) apply(at time.Time, c Command) (any, error) {
 		b, _ := decode[Name](c)
 		delete(s.nodes, b.Name)
 		return nil, nil
+	case CmdVMState:
+		b, _ := decode[VMStateChange](c)
+		return s.vmState(at, b)
+	case CmdHostAgent:
+		b, _ := decode[HostAgent](c)
+		return nil, s.hostAgent(at, b)
+	case CmdPutImage:
+		b, _ := decode[Image](c)
+		return nil, s.putImage(at, b)
+	case CmdDelImage:
+		b, _ := decode[Name](c)
+		return nil, s.delImage(b.Name)
 	}
 	return nil, ErrUnknownCommand
 }
@@ -280,9 +305,19 @@ func (s *State) submit(at time.Time, actor string, b Submit) []SubmitResult {
 			out[i].Error = lease.Errorf(lease.ECONFLICT, "id", "a lease with id %q exists already", r.ID)
 			continue
 		}
+		if im := r.Shape.Image; im != "" && len(s.images) > 0 {
+			if _, ok := s.images[im]; !ok {
+				out[i].Error = lease.Errorf(lease.ENOTFOUND, "image", "no image %q; fairlease image list shows what there is", im)
+				continue
+			}
+		}
 		r.Submitted = at
 		d := s.engine.Submit(at, r)
 		l := &Lease{ID: r.ID, Site: d.Site, Group: r.Group, User: actor, Request: r, Decision: d, VMs: []VM{}}
+		if i < len(b.Contexts) && b.Contexts[i] != nil {
+			c := *b.Contexts[i]
+			l.Context = &c
+		}
 		s.leases[r.ID] = l
 		s.order = append(s.order, r.ID)
 		l.move(at, lease.StateRequested, "")
@@ -305,8 +340,7 @@ func (s *State) submit(at time.Time, actor string, b Submit) []SubmitResult {
 	s.events(s.engine.Advance(at))
 	for i := range out {
 		if out[i].Lease != nil {
-			c := *out[i].Lease
-			out[i].Lease = &c
+			out[i].Lease = out[i].Lease.public()
 		}
 	}
 	return out
@@ -320,7 +354,7 @@ func (s *State) started(at time.Time, l *Lease, p []lease.Placement) {
 	l.VMs = l.VMs[:0]
 	for _, pl := range p {
 		s.addr++
-		l.VMs = append(l.VMs, VM{Index: pl.Index, Name: fmt.Sprintf("%s-%d", l.ID, pl.Index), Address: vmAddress(s.addr), Host: pl.Host})
+		l.VMs = append(l.VMs, VM{Index: pl.Index, Name: fmt.Sprintf("%s-%d", l.ID, pl.Index), Address: vmAddress(s.addr), Host: pl.Host, State: VMStarting})
 	}
 	l.move(at, lease.StateStarting, "")
 }
@@ -389,8 +423,7 @@ func (s *State) release(at time.Time, actor string, b Release) (*Lease, error) {
 	}
 	l.move(at, lease.StateEnded, reason)
 	s.events(s.engine.Advance(at))
-	c := *l
-	return &c, nil
+	return l.public(), nil
 }
 
 func (s *State) leaseState(at time.Time, b LeaseStateChange) (*Lease, error) {
@@ -476,7 +509,7 @@ func (s *State) putUser(at time.Time, u User) error {
 		return lease.Errorf(lease.EINVALID, "name", "a user needs a name")
 	case !u.Role.Valid():
 		return lease.Errorf(lease.EINVALID, "role", "role must be user, manager or admin, got %q", u.Role)
-	case u.Group == "" && u.Role != RoleAdmin:
+	case u.Group == "" && u.Role != RoleAdmin && u.Role != RoleAgent:
 		return lease.Errorf(lease.EINVALID, "group", "a %s needs a group", u.Role)
 	}
 	if old, ok := s.users[u.Name]; ok {
@@ -589,26 +622,35 @@ func (s *State) host(name string) *Host {
 
 // Reads. They return copies, and change nothing.
 
-// Lease returns a copy of lease id.
+// Lease returns a copy of lease id, without its cluster context (the
+// key pair goes only to the lease's VMs, through Assignments).
 func (s *State) Lease(id lease.ID) (*Lease, bool) {
 	l, ok := s.leases[id]
 	if !ok {
 		return nil, false
 	}
-	c := *l
-	return &c, true
+	return l.public(), true
 }
 
-// Leases returns copies of the leases keep selects, in submission order.
+// Leases returns copies of the leases keep selects, in submission order,
+// without their cluster contexts.
 func (s *State) Leases(keep func(*Lease) bool) []*Lease {
 	var out []*Lease
 	for _, id := range s.order {
 		if l := s.leases[id]; keep == nil || keep(l) {
-			c := *l
-			out = append(out, &c)
+			out = append(out, l.public())
 		}
 	}
 	return out
+}
+
+// public returns a copy of l to show its users.
+func (l *Lease) public() *Lease {
+	c := *l
+	c.VMs = slices.Clone(l.VMs)
+	c.History = slices.Clone(l.History)
+	c.Context = nil
+	return &c
 }
 
 // User returns user name.

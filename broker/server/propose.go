@@ -34,6 +34,10 @@ var payloads = map[broker.CommandType]func() any{
 	broker.CmdHostLost:    func() any { return new(broker.Name) },
 	broker.CmdPutNode:     func() any { return new(broker.Node) },
 	broker.CmdRemoveNode:  func() any { return new(broker.Name) },
+	broker.CmdVMState:     func() any { return new(broker.VMStateChange) },
+	broker.CmdHostAgent:   func() any { return new(broker.HostAgent) },
+	broker.CmdPutImage:    func() any { return new(broker.Image) },
+	broker.CmdDelImage:    func() any { return new(broker.Name) },
 }
 
 // checkCommand refuses what State.Apply would panic on: an unknown type or
