@@ -306,7 +306,8 @@ func (s *State) submit(at time.Time, actor string, b Submit) []SubmitResult {
 			continue
 		}
 		if im := r.Shape.Image; im != "" && len(s.images) > 0 {
-			if _, ok := s.images[im]; !ok {
+			// Another group's private image is as good as absent.
+			if x, ok := s.images[im]; !ok || (!x.Public && x.Group != r.Group) {
 				out[i].Error = lease.Errorf(lease.ENOTFOUND, "image", "no image %q; fairlease image list shows what there is", im)
 				continue
 			}

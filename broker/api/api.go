@@ -62,6 +62,11 @@ type Config struct {
 	// Timeout bounds each backend call, so that an election shows as a
 	// 503 rather than a hung request. Default 10 s.
 	Timeout time.Duration
+	// ImageDir keeps the bytes of the images pushed to this node, by
+	// digest; empty means the node takes no images. MaxImageSize bounds one
+	// push (DefaultMaxImageSize when 0).
+	ImageDir     string
+	MaxImageSize int64
 }
 
 // API serves the broker's HTTP API.
@@ -134,7 +139,7 @@ func New(cfg Config) (*API, error) {
 		a.mux.Handle("/internal/", cfg.Internal)
 	}
 	a.mux.HandleFunc("/", a.unrouted)
-	a.handler = a.observe(a.recover(a.mux))
+	a.handler = a.observe(a.recover(signAnswers(a.mux)))
 	return a, nil
 }
 

@@ -27,10 +27,13 @@ type fixture struct {
 	tokenID map[string]string // user → token id
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB) *fixture { return newSite(t, true) }
+
+// newSite is newFixture, with its hosts and leases or only its users.
+func newSite(t testing.TB, hostsAndLeases bool) *fixture {
 	t.Helper()
 	f := apitest.NewFake()
-	a, err := api.New(api.Config{Backend: f, Logger: apitest.Logger(t)})
+	a, err := api.New(api.Config{Backend: f, Logger: apitest.Logger(t), ImageDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +54,9 @@ func newFixture(t testing.TB) *fixture {
 		fx.tokens[u.name] = tok
 		id, _, _ := api.ParseToken(tok)
 		fx.tokenID[u.name] = id
+	}
+	if !hostsAndLeases {
+		return fx
 	}
 	f.AddHost(t, "h01", 8, 32768)
 	f.AddHost(t, "h02", 8, 32768)

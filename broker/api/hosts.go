@@ -62,6 +62,9 @@ func (a *API) hostRoutes() {
 			hs = st.Hosts()
 			return nil
 		})
+		for i := range hs {
+			hs[i].LogKey = "" // the broker's secret for the agent, not the callers'
+		}
 		return &hostsOutput{Body: hs}, err
 	})
 	register(a, broker.RoleAdmin, huma.Operation{
@@ -136,6 +139,7 @@ func (a *API) addHost(ctx context.Context, in *hostInput) (*hostOutput, error) {
 	}); err != nil {
 		return nil, err
 	}
+	h.LogKey = ""
 	if h.State == "" {
 		h.State = broker.HostUp
 	}
@@ -147,6 +151,8 @@ func (a *API) routes() {
 	a.shareRoutes()
 	a.userRoutes()
 	a.hostRoutes()
+	a.agentRoutes()
+	a.imageRoutes()
 	// huma documents 422 for validation; this API answers 400.
 	for _, p := range a.huma.OpenAPI().Paths {
 		for _, op := range []*huma.Operation{p.Get, p.Post, p.Put, p.Delete} {

@@ -98,6 +98,7 @@ type LeaseRequest struct {
 	Duration      Duration  `json:"duration" doc:"Lease length"`
 	EarliestStart time.Time `json:"earliest_start,omitzero" doc:"Do not start before this time (default: at once)"`
 	StartBy       time.Time `json:"start_by,omitzero" doc:"Start no later than this, or be rejected (or overflow) with the reason"`
+	SSHKeys       []string  `json:"ssh_keys,omitempty" maxItems:"32" doc:"The user's SSH public keys (authorized_keys lines), installed in every VM"`
 }
 
 // request turns r into a lease.Request of user u, checking what the
@@ -226,9 +227,16 @@ func (a *API) createLease(ctx context.Context, in *leaseBodyInput) (*leaseOutput
 	if err != nil {
 		return nil, err
 	}
+	if err := checkUserKeys(in.Body.SSHKeys); err != nil {
+		return nil, err
+	}
+	cc, err := clusterContext(in.Body.SSHKeys)
+	if err != nil {
+		return nil, fmt.Errorf("cluster key: %w", err)
+	}
 	// A made-up id may collide; the client's own may not be replaced.
 	for attempt := 0; ; attempt++ {
-		res, err := a.propose(ctx, broker.CmdSubmit, u.Name, broker.Submit{Requests: []lease.Request{req}})
+		res, err := a.propose(ctx, broker.CmdSubmit, u.Name, broker.Submit{Requests: []lease.Request{req}, Contexts: []*broker.ClusterContext{cc}})
 		if err != nil {
 			return nil, fmt.Errorf("lease %s: %w", req.ID, err)
 		}

@@ -27,6 +27,16 @@ var routes = map[string][]string{
 	"/v1/cluster":              {"get"},
 	"/v1/cluster/members":      {"post"},
 	"/v1/cluster/members/{id}": {"delete"},
+
+	"/v1/hosts/join-token":            {"post"},
+	"/v1/agent/register":              {"post"},
+	"/v1/agent/heartbeat":             {"post"},
+	"/v1/agent/assignments":           {"get"},
+	"/v1/agent/vms":                   {"post"},
+	"/v1/images":                      {"get", "post"},
+	"/v1/images/{name}":               {"delete", "get"},
+	"/v1/images/{digest}/blob":        {"get"},
+	"/v1/leases/{id}/vms/{index}/log": {"get"},
 }
 
 func TestOpenAPIDocument(t *testing.T) {

@@ -175,7 +175,7 @@ type Server struct {
 func NewServer(t testing.TB) *Server {
 	t.Helper()
 	f := NewFake()
-	a, err := api.New(api.Config{Backend: f, Logger: Logger(t), Timeout: 5 * time.Second})
+	a, err := api.New(api.Config{Backend: f, Logger: Logger(t), Timeout: 5 * time.Second, ImageDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
