@@ -6,6 +6,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +37,10 @@ type Client struct {
 	// tried again, waiting as Retry-After says; only requests that are
 	// safe to repeat are. Default 3.
 	Retries int
+	// Verify makes the client accept only answers signed for its token
+	// (api.SignatureHeader): what host agents use, so that nothing but
+	// their broker can tell them what to run.
+	Verify bool
 }
 
 // New returns a client of the broker at addr ("host:port", or a URL with
@@ -101,6 +107,11 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		if c.token != "" {
 			req.Header.Set("Authorization", "Bearer "+c.token)
 		}
+		nonce := ""
+		if c.Verify {
+			nonce = rand.Text()
+			req.Header.Set(api.NonceHeader, nonce)
+		}
 		resp, err := c.HTTP.Do(req)
 		if err != nil {
 			return fmt.Errorf("client: %s %s: %w", method, path, err)
@@ -109,6 +120,11 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		resp.Body.Close()
 		if err != nil {
 			return fmt.Errorf("client: %s %s: read answer: %w", method, path, err)
+		}
+		if c.Verify {
+			if err := c.checkSignature(nonce, resp, b); err != nil {
+				return fmt.Errorf("client: %s %s: %w", method, path, err)
+			}
 		}
 		switch {
 		case resp.StatusCode == http.StatusTemporaryRedirect && !redirected:
@@ -134,6 +150,22 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		}
 		return nil
 	}
+}
+
+// ErrUnsigned is the error of an answer that does not prove it came from
+// the broker.
+var ErrUnsigned = errors.New("the answer is not signed by the broker for this token: a wrong broker address, or something in between")
+
+func (c *Client) checkSignature(nonce string, resp *http.Response, body []byte) error {
+	_, secret, ok := api.ParseToken(c.token)
+	if !ok {
+		return fmt.Errorf("%w (the client's token is malformed)", ErrUnsigned)
+	}
+	want := api.AnswerSignature(secret, nonce, resp.StatusCode, body)
+	if !hmac.Equal([]byte(want), []byte(resp.Header.Get(api.SignatureHeader))) {
+		return ErrUnsigned
+	}
+	return nil
 }
 
 // call sends a request whose answer is one T.
