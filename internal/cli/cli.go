@@ -157,6 +157,7 @@ through the same admission code in virtual time.`,
 	root.AddCommand(newUserCmd(e))
 	root.AddCommand(newTokenCmd(e))
 	root.AddCommand(newHostCmd(e))
+	root.AddCommand(newImageCmd(e), newVMCmd(e))
 	root.AddCommand(newUpCmd(e))
 	return root
 }

@@ -10,7 +10,7 @@ import (
 
 func newHostCmd(e *env) *cobra.Command {
 	cmd := groupCmd("host", "Add, list and remove the local site's hosts")
-	cmd.AddCommand(newHostAddCmd(e), newHostListCmd(e), newHostRemoveCmd(e))
+	cmd.AddCommand(newHostAddCmd(e), newHostListCmd(e), newHostRemoveCmd(e), newHostJoinTokenCmd(e))
 	return cmd
 }
 
@@ -67,9 +67,14 @@ func newHostListCmd(e *env) *cobra.Command {
 				return printJSON(e, hs)
 			}
 			now := timeNow()
-			return table(e.stdout, []string{"NAME", "STATE", "CORES", "MEMORY", "LAST SEEN"}, len(hs), func(i int) []string {
+			return table(e.stdout, []string{"NAME", "STATE", "CORES", "MEMORY", "DRIVER", "IMAGES", "LAST SEEN"}, len(hs), func(i int) []string {
 				h := hs[i]
-				return []string{h.Name, string(h.State), fmt.Sprint(h.Capacity.Cores), mib(h.Capacity.MemoryMiB), relative(h.LastSeen, now)}
+				driver := h.Driver
+				if driver == "" {
+					driver = "-"
+				}
+				return []string{h.Name, string(h.State), fmt.Sprint(h.Capacity.Cores), mib(h.Capacity.MemoryMiB), driver,
+					fmt.Sprint(len(h.Images)), relative(h.LastSeen, now)}
 			})
 		},
 	}
@@ -92,6 +97,29 @@ func newHostRemoveCmd(e *env) *cobra.Command {
 				return printJSON(e, map[string]string{"removed": args[0]})
 			}
 			_, err = fmt.Fprintf(e.stdout, "host %s removed\n", args[0])
+			return err
+		},
+	}
+}
+
+func newHostJoinTokenCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "join-token",
+		Short: "Make a token host agents enrol with (admin); shown once",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			c, err := newClient(e)
+			if err != nil {
+				return err
+			}
+			t, err := c.JoinToken(e.ctx)
+			if err != nil {
+				return apiFailure(err)
+			}
+			if e.g.output == OutputJSON {
+				return printJSON(e, map[string]string{"join_token": t.Token})
+			}
+			_, err = fmt.Fprintf(e.stdout, "%s\n\nPut it in the agent's config as join_token; each agent exchanges it for its host's own credential.\n", t.Token)
 			return err
 		},
 	}

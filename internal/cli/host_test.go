@@ -16,10 +16,10 @@ func TestHostCommands(t *testing.T) {
 	}
 	r := s.run(t, "ada", "host", "list")
 	want := [][]string{
-		{"NAME", "STATE", "CORES", "MEMORY", "LAST", "SEEN"},
-		{"h01", "up", "8", "32", "GiB", "now"},
-		{"h02", "up", "8", "32", "GiB", "now"},
-		{"h03", "up", "16", "64", "GiB", "now"},
+		{"NAME", "STATE", "CORES", "MEMORY", "DRIVER", "IMAGES", "LAST", "SEEN"},
+		{"h01", "up", "8", "32", "GiB", "-", "0", "now"},
+		{"h02", "up", "8", "32", "GiB", "-", "0", "now"},
+		{"h03", "up", "16", "64", "GiB", "-", "0", "now"},
 	}
 	if diff := cmp.Diff(want, fields(r.stdout)); diff != "" {
 		t.Errorf("host list (-want +got):\n%s", diff)
