@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -58,6 +59,7 @@ type leaseFlags struct {
 	startBy, earliest string
 	wait              string
 	waitTimeout       time.Duration
+	sshKeys           []string
 }
 
 func (f *leaseFlags) add(cmd *cobra.Command, create bool) {
@@ -72,6 +74,7 @@ func (f *leaseFlags) add(cmd *cobra.Command, create bool) {
 	fl.StringVar(&f.earliest, "earliest-start", "", "start no earlier than `WHEN`: 14:00, +2h, or RFC 3339")
 	fl.StringVar(&f.id, "id", "", "the lease's `ID` (default: the broker makes one)")
 	if create {
+		fl.StringArrayVar(&f.sshKeys, "ssh-key", nil, "public key `FILE` (or key line) installed in every VM; repeatable")
 		fl.StringVar(&f.wait, "wait", "", "wait until the lease is `running` (every VM runs) or fails")
 		fl.DurationVar(&f.waitTimeout, "wait-timeout", 0, "give up waiting after this `DURATION` (default: no limit)")
 	}
@@ -100,7 +103,26 @@ func (f *leaseFlags) request(now time.Time) (api.LeaseRequest, error) {
 	if r.EarliestStart, err = parseWhen("--earliest-start", f.earliest, now); err != nil {
 		return api.LeaseRequest{}, err
 	}
+	for _, k := range f.sshKeys {
+		line, err := readKey(k)
+		if err != nil {
+			return api.LeaseRequest{}, err
+		}
+		r.SSHKeys = append(r.SSHKeys, line)
+	}
 	return r, nil
+}
+
+// readKey takes a public key line, or the file that holds one.
+func readKey(k string) (string, error) {
+	if strings.HasPrefix(k, "ssh-") || strings.HasPrefix(k, "ecdsa-") {
+		return strings.TrimSpace(k), nil
+	}
+	b, err := os.ReadFile(k)
+	if err != nil {
+		return "", usagef("--ssh-key: %v (give a .pub file or a key line)", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // parseSize reads a memory size into MiB; a bare number is refused, since
