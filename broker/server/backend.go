@@ -57,6 +57,9 @@ type APIParams struct {
 	// Addr is the address to listen on; TLSCert and TLSKey, when set,
 	// name the certificate and key to serve TLS with.
 	Addr, TLSCert, TLSKey string
+	// DataDir is the node's data directory; the API keeps pushed images
+	// under it.
+	DataDir string
 }
 
 // APIStarter starts the HTTP API and serves until ctx ends. The CLI's

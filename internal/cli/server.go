@@ -313,7 +313,7 @@ func runServer(e *env, f serverFile) error {
 	}
 	fmt.Fprintf(e.stdout, "fairlease server %s: raft %s, api %s, data %s\n", cfg.ID, s.RaftAddr(), apiAddr, cfg.DataDir)
 	p := server.APIParams{Backend: s, Internal: s.InternalHandler(), Registry: s.Registry(),
-		Addr: ln.Addr().String(), TLSCert: f.TLSCert, TLSKey: f.TLSKey}
+		Addr: ln.Addr().String(), TLSCert: f.TLSCert, TLSKey: f.TLSKey, DataDir: cfg.DataDir}
 	var serveErr error
 	if startAPI != nil {
 		ln.Close() // the API binds the address itself

@@ -103,7 +103,7 @@ func runUp(e *env, fl upFlags) error {
 	defer s.Close()
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
-	p := server.APIParams{Backend: s, Internal: s.InternalHandler(), Registry: s.Registry(), Addr: ln.Addr().String()}
+	p := server.APIParams{Backend: s, Internal: s.InternalHandler(), Registry: s.Registry(), Addr: ln.Addr().String(), DataDir: fl.data}
 	a, err := api.New(apiConfig(p))
 	if err != nil {
 		ln.Close()

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"path/filepath"
 
 	"github.com/fairlease/fairlease/broker/api"
 	"github.com/fairlease/fairlease/broker/server"
@@ -16,8 +17,13 @@ func serveAPI(ctx context.Context, p server.APIParams) error {
 }
 
 func apiConfig(p server.APIParams) api.Config {
+	images := ""
+	if p.DataDir != "" {
+		images = filepath.Join(p.DataDir, "images")
+	}
 	return api.Config{
-		Backend: p.Backend, Internal: p.Internal,
+		ImageDir: images,
+		Backend:  p.Backend, Internal: p.Internal,
 		Registerer: p.Registry, Gatherer: p.Registry, Version: Version,
 		Unavailable: server.Unavailable, LeaderAPI: server.LeaderAPI,
 	}
