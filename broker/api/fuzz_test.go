@@ -50,6 +50,17 @@ func FuzzAPI(f *testing.F) {
 		{3, "/v1/cluster/members/n2", "", 3, ""},
 		{0, "/v1/openapi.json", "", 0, ""},
 		{4, "/v1/leases", "", 5, `{"count":`},
+		{1, "/v1/images", "name=deb&format=raw", 1, "bytes of an image"},
+		{1, "/v1/images", "name=pub&public=true", 3, "QFI\xfb"},
+		{0, "/v1/images", "", 2, ""},
+		{0, "/v1/images/deb", "", 1, ""},
+		{0, "/v1/images/4bc453b53cb3d914b45f4b250294236adba2c0e09ff6f03793949e7e39fd4cc1/blob", "", 1, ""},
+		{3, "/v1/images/deb", "", 1, ""},
+		{0, "/v1/leases/l-ada/vms/0/log", "tail=10", 1, ""},
+		{1, "/v1/hosts/join-token", "", 3, ""},
+		{1, "/v1/agent/register", "", 3, `{"host":"a1","cores":2,"memory_mib":1024,"driver":"qemu"}`},
+		{0, "/v1/agent/assignments", "since=3&wait=1ms", 1, ""},
+		{1, "/v1/agent/vms", "", 1, `{"id":"l-ada","index":0,"state":"running"}`},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.query, s.who, "application/json", []byte(s.body))
