@@ -7,7 +7,7 @@ OUT      := out
 TRACE    := testdata/SDSC-SP2-1998-4.2-cln.swf.gz
 SHARED   := ../shared/traces
 
-.PHONY: all build demo sim-demo test vet fmt-check sim-traces bench clean
+.PHONY: all build demo sim-demo test vet fmt-check sim-traces bench clean testimage
 
 all: build
 
@@ -49,6 +49,11 @@ sim-traces: build
 		[ -f $$t ] || { echo "skip $$t: not present"; continue; }; \
 		$(BIN) sim --trace $$t --quiet --json $(OUT)/$$(basename $$t .swf.gz).json; echo; \
 	done
+
+# A tiny bootable test VM image (Debian kernel + busybox) for the libvirt
+# host agent; prints its path last. See scripts/testimage/README.md.
+testimage:
+	scripts/testimage/build.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./fairshare/
