@@ -6,14 +6,17 @@ require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/dustin/go-humanize v1.0.1
 	github.com/google/go-cmp v0.7.0
+	github.com/kdomanski/iso9660 v0.4.0
 	github.com/schollz/progressbar/v3 v3.18.0
 	github.com/spf13/cobra v1.10.1
+	golang.org/x/crypto v0.40.0
 	golang.org/x/term v0.33.0
 	gonum.org/v1/plot v0.16.0
+	gopkg.in/yaml.v3 v3.0.1
+	libvirt.org/go/libvirt v1.11010.0
+	libvirt.org/go/libvirtxml v1.11010.0
 	pgregory.net/rapid v1.2.0
 )
-
-require golang.org/x/crypto v0.40.0 // indirect
 
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
