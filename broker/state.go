@@ -305,7 +305,11 @@ func (s *State) submit(at time.Time, actor string, b Submit) []SubmitResult {
 			out[i].Error = lease.Errorf(lease.ECONFLICT, "id", "a lease with id %q exists already", r.ID)
 			continue
 		}
-		if im := r.Shape.Image; im != "" && len(s.images) > 0 {
+		if r.Shape.Image == "" && s.agentHosts() {
+			out[i].Error = lease.Errorf(lease.EINVALID, "image", "this site's hosts boot real VMs: pick an image (fairlease image list, or image push)")
+			continue
+		}
+		if im := r.Shape.Image; im != "" && (len(s.images) > 0 || s.agentHosts()) {
 			// Another group's private image is as good as absent.
 			if x, ok := s.images[im]; !ok || (!x.Public && x.Group != r.Group) {
 				out[i].Error = lease.Errorf(lease.ENOTFOUND, "image", "no image %q; fairlease image list shows what there is", im)
@@ -749,4 +753,15 @@ type ClusterNode struct {
 	APIAddr  string `json:"api_addr,omitempty"`
 	Voter    bool   `json:"voter"`
 	Leader   bool   `json:"leader"`
+}
+
+// agentHosts reports whether host agents run this site's VMs (rather than
+// hosts that only account for them).
+func (s *State) agentHosts() bool {
+	for _, h := range s.hosts {
+		if h.Driver != "" {
+			return true
+		}
+	}
+	return false
 }

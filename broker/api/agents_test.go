@@ -36,6 +36,15 @@ func (fx *fixture) enrol(t *testing.T, name string, cores int64, addr, logKey st
 	return decode[api.Credential](t, reg).Token
 }
 
+// pushImage pushes a small image as user and returns its name.
+func (fx *fixture) pushImage(t *testing.T, user, name string) string {
+	t.Helper()
+	if a := fx.do(t, "POST", "/v1/images?name="+name, fx.tokens[user], []byte("QFI\xfb image bytes")); a.status != http.StatusCreated {
+		t.Fatalf("push %s: %d %s", name, a.status, a)
+	}
+	return name
+}
+
 func TestAgentEnrolment(t *testing.T) {
 	fx := newFixture(t)
 	if a := fx.do(t, "POST", "/v1/hosts/join-token", fx.tokens["max"], nil); a.status != http.StatusForbidden {
@@ -89,8 +98,13 @@ func TestAgentAssignmentsAndVMStates(t *testing.T) {
 	cred := fx.enrol(t, "a1", 8, "", "")
 	cred2 := fx.enrol(t, "a2", 8, "", "")
 	_, userKey := testKey(t)
-	a := fx.do(t, "POST", "/v1/leases", fx.tokens["ada"], map[string]any{
-		"id": "c3", "count": 3, "cores": 2, "memory_mib": 1024, "duration": "5m", "ssh_keys": []string{userKey}})
+	req := map[string]any{"id": "c3", "count": 3, "cores": 2, "memory_mib": 1024, "duration": "5m", "ssh_keys": []string{userKey}}
+	// Hosts with agents boot real VMs: a lease needs an image.
+	if a := fx.do(t, "POST", "/v1/leases", fx.tokens["ada"], req); a.status != http.StatusBadRequest || errorBody(t, a).Field != "image" {
+		t.Fatalf("lease without an image: %d %s", a.status, a)
+	}
+	req["image"] = fx.pushImage(t, "ada", "deb")
+	a := fx.do(t, "POST", "/v1/leases", fx.tokens["ada"], req)
 	if a.status != http.StatusCreated {
 		t.Fatalf("create: %d %s", a.status, a)
 	}
@@ -287,7 +301,8 @@ func TestVMLog(t *testing.T) {
 	}))
 	defer agent.Close()
 	fx.enrol(t, "a1", 8, agent.URL, "k3y")
-	if a := fx.do(t, "POST", "/v1/leases", fx.tokens["ada"], map[string]any{"id": "v1", "count": 2, "memory_mib": 512, "duration": "1h"}); a.status != 201 {
+	img := fx.pushImage(t, "ada", "deb")
+	if a := fx.do(t, "POST", "/v1/leases", fx.tokens["ada"], map[string]any{"id": "v1", "count": 2, "memory_mib": 512, "duration": "1h", "image": img}); a.status != 201 {
 		t.Fatalf("create: %d %s", a.status, a)
 	}
 	a := fx.do(t, "GET", "/v1/leases/v1/vms/1/log?tail=100", fx.tokens["amy"], nil)
