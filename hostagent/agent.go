@@ -75,8 +75,13 @@ func New(cfg Config, dial Dialer, hv Hypervisor, logger *slog.Logger) (*Agent, e
 	if dial == nil || hv == nil {
 		return nil, errors.New("hostagent: New needs a Dialer and a Hypervisor")
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+	// Others may pass through but not list: QEMU runs as its own user and
+	// must reach the VM files below; the secrets here are 0600 files.
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
 		return nil, fmt.Errorf("hostagent: create state_dir: %w", err)
+	}
+	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("hostagent: state_dir: %w", err)
 	}
 	key, err := loadLogKey(cfg.StateDir)
 	if err != nil {

@@ -157,7 +157,7 @@ through the same admission code in virtual time.`,
 	root.AddCommand(newUserCmd(e))
 	root.AddCommand(newTokenCmd(e))
 	root.AddCommand(newHostCmd(e))
-	root.AddCommand(newImageCmd(e), newVMCmd(e))
+	root.AddCommand(newImageCmd(e), newVMCmd(e), newAgentCmd(e))
 	root.AddCommand(newUpCmd(e))
 	return root
 }

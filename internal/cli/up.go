@@ -43,41 +43,66 @@ func newUpCmd(e *env) *cobra.Command {
 		Short: "Run a whole broker on this machine: one-node Raft, the APIs, and a local site",
 		Long: `up runs everything in one process: a single-node Raft broker keeping its
 state in --data, the REST API and metrics on localhost, and a local site of
---hosts simulated hosts, so that leases run end to end. It prints an admin
-token and writes it with the addresses to DATA/up.env:
+--hosts hosts, so that leases run end to end: host agents in this process
+that run VMs as libvirt domains, with libvirt's test driver (--driver test,
+no hypervisor needed) or QEMU (--driver qemu: real VMs; needs libvirtd), or
+simulated hosts that only account for VMs (--driver sim). It prints an
+admin token and writes it with the addresses to DATA/up.env:
 
     source fairlease-data/up.env
     fairlease lease create --count 3 --cores 1 --memory 1GiB --duration 10m --wait running`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runUp(e, fl) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if fl.driver == "qemu" {
+				// One machine: one host that offers the machine's memory,
+				// unless asked otherwise.
+				if !cmd.Flags().Changed("hosts") {
+					fl.hosts = 1
+				}
+				if !cmd.Flags().Changed("host-memory") {
+					fl.hostMemory = ""
+				}
+			}
+			return runUp(e, fl)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&fl.data, "data", "fairlease-data", "directory for the broker's state")
 	f.StringVar(&fl.listen, "listen", "127.0.0.1:7400", "address of the REST API and metrics")
 	f.StringVar(&fl.raft, "raft", "127.0.0.1:7300", "address of the Raft transport")
 	f.IntVar(&fl.hosts, "hosts", 4, "simulated hosts in the local site")
-	f.StringVar(&fl.driver, "driver", "test", "how hosts run VMs: test (simulated)")
-	f.Int64Var(&fl.hostCores, "host-cores", 8, "cores of each simulated host")
-	f.StringVar(&fl.hostMemory, "host-memory", "32GiB", "memory of each simulated host")
-	f.DurationVar(&fl.boot, "boot", time.Second, "how long a simulated VM takes to boot")
+	f.StringVar(&fl.driver, "driver", "test", "how hosts run VMs: test (libvirt's test driver), qemu (real VMs) or sim (simulated hosts)")
+	f.Int64Var(&fl.hostCores, "host-cores", 8, "cores each host offers (with qemu they may exceed the machine's: TCG VMs share them)")
+	f.StringVar(&fl.hostMemory, "host-memory", "32GiB", "memory each host offers (qemu: default the machine's)")
+	f.DurationVar(&fl.boot, "boot", time.Second, "how long a simulated VM takes to boot (--driver sim)")
 	return cmd
 }
 
 func runUp(e *env, fl upFlags) error {
 	switch {
-	case fl.driver != "test":
-		return usagef("--driver %q: this build runs simulated hosts only (--driver test); real VMs come with the host agent", fl.driver)
+	case fl.driver != "test" && fl.driver != "qemu" && fl.driver != "sim":
+		return usagef("--driver %q: want test, qemu or sim", fl.driver)
 	case fl.hosts < 1:
 		return usagef("--hosts must be at least 1, got %d", fl.hosts)
 	case fl.hostCores < 1:
 		return usagef("--host-cores must be at least 1, got %d", fl.hostCores)
 	}
-	mem, err := humanize.ParseBytes(fl.hostMemory)
-	if err != nil || mem < 1<<20 {
-		return usagef("--host-memory: want a size like 32GiB, got %q", fl.hostMemory)
+	var mem uint64
+	if fl.hostMemory != "" {
+		var err error
+		if mem, err = humanize.ParseBytes(fl.hostMemory); err != nil || mem < 1<<20 {
+			return usagef("--host-memory: want a size like 32GiB, got %q", fl.hostMemory)
+		}
 	}
-	if err := os.MkdirAll(fl.data, 0o700); err != nil {
-		return failure(fmt.Errorf("--data: %w", err), "")
+	// 0711: QEMU, running as its own user, passes through to the agents'
+	// VM files; every secret here is a 0600 file.
+	for _, d := range []string{fl.data, filepath.Join(fl.data, "agents")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return failure(fmt.Errorf("--data: %w", err), "")
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			return failure(fmt.Errorf("--data: %w", err), "")
+		}
 	}
 	log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ln, err := net.Listen("tcp", fl.listen)
@@ -123,17 +148,28 @@ func runUp(e *env, fl upFlags) error {
 	if err := writeEnv(envFile, apiAddr, token); err != nil {
 		return failure(err, "")
 	}
-	sc := simhosts.DefaultConfig()
-	sc.Hosts, sc.Boot, sc.Logger = fl.hosts, fl.boot, log
-	sc.Capacity = lease.Resources{Cores: fl.hostCores, MemoryMiB: int64(mem >> 20)}
-	hostsErr := make(chan error, 1)
-	go func() { hostsErr <- simhosts.Run(ctx, s, sc) }()
+	capacity := lease.Resources{Cores: fl.hostCores, MemoryMiB: int64(mem >> 20)}
+	var hostsErr <-chan error
+	site := fmt.Sprintf("%d simulated hosts × %d cores / %s", fl.hosts, fl.hostCores, humanize.IBytes(mem))
+	if fl.driver == "sim" {
+		sc := simhosts.DefaultConfig()
+		sc.Hosts, sc.Boot, sc.Logger = fl.hosts, fl.boot, log
+		sc.Capacity = capacity
+		errs := make(chan error, 1)
+		hostsErr = errs
+		go func() { errs <- simhosts.Run(ctx, s, sc) }()
+	} else {
+		if hostsErr, err = startAgents(ctx, s, fl, apiAddr, capacity, log); err != nil {
+			return failure(fmt.Errorf("local site: %w", err), "")
+		}
+		site = fmt.Sprintf("%d host agents (%s driver), agent state in %s", fl.hosts, fl.driver, filepath.Join(fl.data, "agents"))
+	}
 
 	fmt.Fprintf(e.stdout, "fairlease up: broker ready\n")
 	fmt.Fprintf(e.stdout, "  api      %s   (openapi: %s/v1/openapi.json)\n", apiAddr, apiAddr)
 	fmt.Fprintf(e.stdout, "  metrics  %s/metrics\n", apiAddr)
 	fmt.Fprintf(e.stdout, "  raft     %s, state in %s\n", s.RaftAddr(), fl.data)
-	fmt.Fprintf(e.stdout, "  site     %d simulated hosts × %d cores / %s\n", fl.hosts, fl.hostCores, humanize.IBytes(mem))
+	fmt.Fprintf(e.stdout, "  site     %s\n", site)
 	fmt.Fprintf(e.stdout, "  token    %s\n", token)
 	fmt.Fprintf(e.stdout, "\nIn another shell:\n  source %s\n  fairlease lease create --count 3 --cores 1 --memory 1GiB --duration 10m --wait running\n", envFile)
 
@@ -147,6 +183,9 @@ func runUp(e *env, fl upFlags) error {
 		}
 		return failure(fmt.Errorf("api: %w", err), "")
 	case err := <-hostsErr:
+		if ctx.Err() != nil {
+			return nil
+		}
 		return failure(fmt.Errorf("local site: %w", err), "")
 	}
 }
