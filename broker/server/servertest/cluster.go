@@ -35,6 +35,9 @@ type Options struct {
 	// with a quiet logger); the cluster sets ID, DataDir, addresses,
 	// Bootstrap and the secret.
 	Config func(id string) server.Config
+	// Handler, when set, makes what each node serves on its API address
+	// (the whole REST API, say); default: only the internal endpoints.
+	Handler func(server.APIParams) (http.Handler, error)
 }
 
 // Node is one member. Server is nil while the node is stopped.
@@ -155,7 +158,15 @@ func (c *Cluster) start(n *Node, bootstrap bool) error {
 		return fmt.Errorf("servertest: start %s: %w", n.ID, err)
 	}
 	n.Server, n.cfg, n.raftAddr = s, cfg, s.RaftAddr()
-	n.http = &http.Server{Handler: s.InternalHandler(), ReadHeaderTimeout: 5 * time.Second}
+	var h http.Handler = s.InternalHandler()
+	if c.opts.Handler != nil {
+		if h, err = c.opts.Handler(server.APIParams{Backend: s, Internal: s.InternalHandler(), Registry: s.Registry(), DataDir: cfg.DataDir}); err != nil {
+			s.Close()
+			ln.Close()
+			return fmt.Errorf("servertest: %s API: %w", n.ID, err)
+		}
+	}
+	n.http = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go n.http.Serve(ln)
 	return nil
 }

@@ -1,0 +1,329 @@
+package hostagent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fairlease/fairlease/broker"
+	"github.com/fairlease/fairlease/broker/api"
+	"github.com/fairlease/fairlease/broker/api/apitest"
+	"github.com/fairlease/fairlease/broker/server"
+	"github.com/fairlease/fairlease/broker/server/servertest"
+	"github.com/fairlease/fairlease/client"
+	"github.com/fairlease/fairlease/hostagent"
+	"github.com/fairlease/fairlease/hostagent/httpbroker"
+	"github.com/fairlease/fairlease/hostagent/virt"
+	"github.com/fairlease/fairlease/lease"
+)
+
+// These tests run the real pieces together: the broker's API (on a fake
+// backend, or a three-node Raft cluster), the agent's HTTP broker client,
+// and libvirt's test driver.
+
+// baseImage makes a small qcow2 to push.
+func baseImage(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Fatal("qemu-img is needed (Debian: qemu-utils; make deps installs it)")
+	}
+	p := filepath.Join(t.TempDir(), "base.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", p, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	return p
+}
+
+func push(t *testing.T, c *client.Client, path, name string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	if _, err := c.PushImage(t.Context(), name, "qcow2", true, f, st.Size()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runningAgent is an agent running until stop.
+type runningAgent struct {
+	agent *hostagent.Agent
+	stop  func()
+	done  chan error
+}
+
+func startAgent(t *testing.T, brokers []string, join, host, dir string) *runningAgent {
+	t.Helper()
+	cfg := hostagent.DefaultConfig()
+	cfg.Brokers, cfg.JoinToken, cfg.Host, cfg.StateDir = brokers, join, host, dir
+	cfg.Heartbeat, cfg.ShutdownGrace = 200*time.Millisecond, time.Second
+	cfg.Cores, cfg.MemoryMiB = 8, 8192
+	dial, err := httpbroker.Dialer(brokers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	hv, err := virt.Open(ctx, virt.Options{URI: "test:///default", Host: host, Dir: filepath.Join(dir, "vms"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	a, err := hostagent.New(cfg, dial, hv, slog.New(slog.DiscardHandler))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	r := &runningAgent{agent: a, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx) }()
+	r.stop = func() {
+		cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("agent %s: %v", host, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("agent %s did not stop within 10 s", host)
+		}
+		hv.Close()
+	}
+	select {
+	case <-a.Ready():
+	case err := <-r.done:
+		t.Fatalf("agent %s ended: %v", host, err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("agent %s did not register within 10 s", host)
+	}
+	return r
+}
+
+// waitFor polls cond for at most d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func leaseRunning(t *testing.T, c *client.Client, id lease.ID) func() error {
+	return func() error {
+		l, err := c.Lease(t.Context(), id)
+		if err != nil {
+			return err
+		}
+		if l.State != lease.StateRunning {
+			return fmt.Errorf("lease %s is %s", id, l.State)
+		}
+		return nil
+	}
+}
+
+// inode identifies a file: a VM started anew gets a new overlay.
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Sys().(*syscall.Stat_t).Ino
+}
+
+func TestAgentRestartAdoptsRunningVMs(t *testing.T) {
+	s := apitest.NewServer(t)
+	admin, _ := client.New(s.URL, s.Fake.AddUser(t, "root", "", broker.RoleAdmin))
+	ada, _ := client.New(s.URL, s.Fake.AddUser(t, "ada", "physics", broker.RoleUser))
+	push(t, admin, baseImage(t), "base")
+	jt, err := admin.JoinToken(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := fmt.Sprintf("restart-%d", time.Now().UnixNano())
+	dir := t.TempDir()
+	// libvirt's test driver forgets its domains when its last connection
+	// closes; a hypervisor keeps them. This connection stands for that.
+	keeper, err := virt.Open(t.Context(), virt.Options{URI: "test:///default", Host: "keeper", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keeper.Close()
+	a1 := startAgent(t, []string{s.URL}, jt.Token, host, dir)
+	l, err := ada.CreateLease(t.Context(), api.LeaseRequest{Count: 2, Cores: 2, MemoryMiB: 512, Image: "base", Duration: "10m"})
+	if err != nil || l.Decision.Kind != lease.Granted {
+		t.Fatalf("create: %v %+v", err, l)
+	}
+	waitFor(t, 10*time.Second, "lease running", leaseRunning(t, ada, l.ID))
+	overlay := func(i int) string {
+		return filepath.Join(dir, "vms", virt.DomainName(l.ID, i), "overlay.qcow2")
+	}
+	before := []uint64{inode(t, overlay(0)), inode(t, overlay(1))}
+	proposed := s.Fake.Proposed
+
+	a1.stop()
+	// The VMs outlive their agent.
+	if _, err := os.Stat(overlay(0)); err != nil {
+		t.Fatalf("stopping the agent removed a VM: %v", err)
+	}
+	a2 := startAgent(t, []string{s.URL}, "", host, dir) // no join token: the saved credential
+	defer a2.stop()
+	// Let the new agent see its assignments and its domains a few times.
+	time.Sleep(time.Second)
+	after := []uint64{inode(t, overlay(0)), inode(t, overlay(1))}
+	if !slices.Equal(before, after) {
+		t.Errorf("VMs were started again: overlays %v, then %v", before, after)
+	}
+	got, err := ada.Lease(t.Context(), l.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != lease.StateRunning {
+		t.Errorf("after the restart the lease is %s", got.State)
+	}
+	for _, v := range got.VMs {
+		if v.State != broker.VMRunning {
+			t.Errorf("VM %d is %s", v.Index, v.State)
+		}
+	}
+	// The lease's history has no step since it ran: nothing failed or
+	// stopped across the restart.
+	if last := got.History[len(got.History)-1]; last.State != lease.StateRunning {
+		t.Errorf("last step of the lease: %+v", last)
+	}
+	if s.Fake.Proposed == proposed {
+		t.Error("the new agent did not beat")
+	}
+
+	// At the end the domains go, files and all.
+	if _, err := ada.TerminateLease(t.Context(), l.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "VM files removed", func() error {
+		if _, err := os.Stat(filepath.Dir(overlay(0))); !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s still there (%v)", filepath.Dir(overlay(0)), err)
+		}
+		return nil
+	})
+}
+
+// TestAgentFollowsNewLeader kills the broker leader while an agent runs:
+// the agent carries on through another node, and a lease granted by the
+// new leader starts on its host.
+func TestAgentFollowsNewLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a three-node Raft cluster: not in -short")
+	}
+	ctx := t.Context()
+	cl, err := servertest.Start(ctx, servertest.Options{
+		Nodes: 3, Dir: t.TempDir(),
+		Config: func(string) server.Config {
+			c := server.DefaultConfig()
+			c.Logger, c.RaftLogLevel = slog.New(slog.DiscardHandler), "off"
+			return c
+		},
+		Handler: func(p server.APIParams) (http.Handler, error) {
+			a, err := api.New(api.Config{Backend: p.Backend, Internal: p.Internal, Registerer: p.Registry, Gatherer: p.Registry,
+				Logger: slog.New(slog.DiscardHandler), Unavailable: server.Unavailable, LeaderAPI: server.LeaderAPI,
+				ImageDir: filepath.Join(p.DataDir, "images"), Timeout: 3 * time.Second})
+			if err != nil {
+				return nil, err
+			}
+			return a.Handler(), nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	leader, err := cl.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Users and the image, through the leader.
+	root := addUser(t, leader.Server, "root", "", broker.RoleAdmin)
+	adaTok := addUser(t, leader.Server, "ada", "physics", broker.RoleUser)
+	admin, _ := client.New(leader.APIAddr(), root)
+	push(t, admin, baseImage(t), "base")
+	jt, err := admin.JoinToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, n := range cl.Nodes {
+		addrs = append(addrs, n.APIAddr())
+	}
+	host := fmt.Sprintf("follow-%d", time.Now().UnixNano())
+	ag := startAgent(t, addrs, jt.Token, host, t.TempDir())
+	defer ag.stop()
+
+	// Kill the leader; the image's bytes live on it, so the lease after
+	// the failover uses an image pushed to the new leader.
+	idx := slices.Index(cl.Nodes, leader)
+	if err := cl.Stop(idx); err != nil {
+		t.Fatal(err)
+	}
+	newLeader, err := cl.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin2, _ := client.New(newLeader.APIAddr(), root)
+	push(t, admin2, baseImage(t), "base2")
+	ada, _ := client.New(newLeader.APIAddr(), adaTok)
+	ada.Consistent = true
+	l, err := ada.CreateLease(ctx, api.LeaseRequest{Count: 2, Cores: 1, MemoryMiB: 256, Image: "base2", Duration: "10m"})
+	if err != nil || l.Decision.Kind != lease.Granted {
+		t.Fatalf("create after failover: %v %+v", err, l)
+	}
+	waitFor(t, 15*time.Second, "lease running after failover", leaseRunning(t, ada, l.ID))
+	// The host kept beating through the new leader.
+	err = newLeader.Server.Read(ctx, true, func(st *broker.State) error {
+		for _, h := range st.Hosts() {
+			if h.Name == host && h.State != broker.HostUp {
+				return fmt.Errorf("host %s is %s", host, h.State)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+func addUser(t *testing.T, s *server.Server, name string, group lease.GroupID, role broker.Role) string {
+	t.Helper()
+	for _, c := range []struct {
+		typ  broker.CommandType
+		body any
+	}{{broker.CmdPutUser, broker.User{Name: name, Group: group, Role: role}}} {
+		cmd, err := broker.NewCommand(c.typ, time.Now(), "test", c.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Propose(t.Context(), cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, secret, tok := api.NewToken()
+	cmd, _ := broker.NewCommand(broker.CmdPutToken, time.Now(), "test", broker.Token{ID: id, User: name, Hash: api.Hash(secret)})
+	if _, err := s.Propose(t.Context(), cmd); err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
