@@ -34,6 +34,7 @@ type upFlags struct {
 	hostCores  int64
 	hostMemory string
 	boot       time.Duration
+	verbose    bool
 }
 
 func newUpCmd(e *env) *cobra.Command {
@@ -74,6 +75,7 @@ admin token and writes it with the addresses to DATA/up.env:
 	f.StringVar(&fl.driver, "driver", "test", "how hosts run VMs: test (libvirt's test driver), qemu (real VMs) or sim (simulated hosts)")
 	f.Int64Var(&fl.hostCores, "host-cores", 8, "cores each host offers (with qemu they may exceed the machine's: TCG VMs share them)")
 	f.StringVar(&fl.hostMemory, "host-memory", "32GiB", "memory each host offers (qemu: default the machine's)")
+	f.BoolVar(&fl.verbose, "verbose", false, "log what the broker and the host agents do, not only warnings")
 	f.DurationVar(&fl.boot, "boot", time.Second, "how long a simulated VM takes to boot (--driver sim)")
 	return cmd
 }
@@ -104,7 +106,11 @@ func runUp(e *env, fl upFlags) error {
 			return failure(fmt.Errorf("--data: %w", err), "")
 		}
 	}
-	log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	level := slog.LevelWarn
+	if fl.verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 	ln, err := net.Listen("tcp", fl.listen)
 	if err != nil {
 		return failure(fmt.Errorf("--listen: %w", err), "is another fairlease up running? stop it or pass --listen 127.0.0.1:0")

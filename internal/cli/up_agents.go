@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -24,10 +25,20 @@ func startAgents(ctx context.Context, s *server.Server, fl upFlags, apiAddr stri
 	}
 	errs := make(chan error, fl.hosts)
 	ready := make(chan struct{}, fl.hosts)
+	// Agents find their domains by host name. libvirt's test driver is
+	// private to this process, but qemu:///system is shared by the
+	// machine: another up's agents there must not take these domains for
+	// orphans, so qemu hosts carry a tag of the data directory.
+	prefix := fl.driver
+	if fl.driver == "qemu" {
+		abs, _ := filepath.Abs(fl.data)
+		sum := sha256.Sum256([]byte(abs))
+		prefix = fmt.Sprintf("qemu-%x-", sum[:2])
+	}
 	for i := range fl.hosts {
 		cfg := hostagent.DefaultConfig()
 		cfg.Brokers, cfg.JoinToken = []string{apiAddr}, join
-		cfg.Host = fmt.Sprintf("%s%02d", fl.driver, i+1)
+		cfg.Host = fmt.Sprintf("%s%02d", prefix, i+1)
 		cfg.Driver = fl.driver
 		cfg.StateDir = filepath.Join(fl.data, "agents", cfg.Host)
 		cfg.Cores, cfg.MemoryMiB = capacity.Cores, capacity.MemoryMiB
