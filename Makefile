@@ -2,28 +2,42 @@
 # runs every check CI runs.
 
 GO       ?= go
+# libvirt is loaded when an agent starts, not linked: the broker and the
+# simulator build and run without libvirt installed.
+TAGS     ?= libvirt_dlopen
+GOFLAGS  += -tags=$(TAGS)
+export GOFLAGS
 BIN      := bin/fairlease
 OUT      := out
 TRACE    := testdata/SDSC-SP2-1998-4.2-cln.swf.gz
 SHARED   := ../shared/traces
 
-.PHONY: all build demo sim-demo test vet fmt-check sim-traces bench clean testimage
+.PHONY: all build deps deps-qemu demo sim-demo test vet fmt-check sim-traces bench clean testimage
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/fairlease
 
+# Debian packages: libvirt's library and qemu-img (host agents, the test
+# driver), and for real VMs libvirtd and QEMU. Installed when run as root;
+# otherwise they are named.
+deps:
+	@scripts/deps.sh runtime
+
+deps-qemu:
+	@scripts/deps.sh qemu
+
 # The main job: start a whole broker on this machine (fairlease up), ask it
 # for a one-click cluster, and watch it run and expire.
-demo: build
+demo: build deps
 	@mkdir -p $(OUT)
 	BIN=$(BIN) DATA=$(OUT)/demo-data scripts/demo.sh
 
 # The simulator: replay a bursty parameter-scan scenario and a real trace
 # through every policy and print the comparison; plots, JSON and
 # per-request schedules land in out/.
-sim-demo: build
+sim-demo: build deps
 	@mkdir -p $(OUT)
 	$(BIN) sim --scenario paramscan --seed 1 --json $(OUT)/paramscan.json --plots $(OUT)/paramscan
 	@echo
@@ -31,7 +45,7 @@ sim-demo: build
 	@echo
 	@echo "plots, JSON and schedules: $(OUT)/"
 
-test: fmt-check vet
+test: deps fmt-check vet
 	$(GO) test -count=1 ./...
 
 vet:

@@ -23,12 +23,18 @@ grep -v '^{' "$DATA.log" || true
 . "$DATA/up.env"
 
 step() { printf '\n$ %s\n' "$*"; "$@"; }
-step "$BIN" lease create --group physics --count 3 --cores 2 --memory 4GiB --image debian-12 --duration "$LENGTH" --wait running
+# The hosts' agents run libvirt's test driver: domains without a guest, so
+# any disk will do. (fairlease up --driver qemu boots real VMs: push the
+# image of make testimage.)
+qemu-img create -q -f qcow2 "$DATA/blank.qcow2" 1G
+step "$BIN" image push "$DATA/blank.qcow2" --name blank --public
+step "$BIN" lease create --group physics --count 3 --cores 2 --memory 4GiB --image blank --duration "$LENGTH" --wait running
 ID=$("$BIN" lease list --output json | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -n 1)
 step "$BIN" lease show "$ID"
+step "$BIN" host list
 # More than is free now: it waits, fairly ordered, and starts when the
 # first cluster's cores come back.
-step "$BIN" lease create --group biology --count 28 --cores 1 --memory 1GiB --duration 20m
+step "$BIN" lease create --group biology --count 28 --cores 1 --memory 1GiB --image blank --duration 20m
 step "$BIN" share list
 printf '\n(waiting %s for the first cluster to expire)\n' "$LENGTH"
 sleep "$(( ${LENGTH%s} + 2 ))"
