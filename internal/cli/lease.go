@@ -395,9 +395,13 @@ func showLease(w io.Writer, l *broker.Lease, now time.Time, help string) error {
 		return nil
 	}
 	fmt.Fprintln(w)
-	return table(w, []string{"INDEX", "NAME", "ADDRESS", "HOST"}, len(l.VMs), func(i int) []string {
+	return table(w, []string{"INDEX", "NAME", "ADDRESS", "HOST", "VM STATE"}, len(l.VMs), func(i int) []string {
 		v := l.VMs[i]
-		return []string{fmt.Sprint(v.Index), v.Name, v.Address, v.Host}
+		st := v.State
+		if st == "" {
+			st = "-"
+		}
+		return []string{fmt.Sprint(v.Index), v.Name, v.Address, v.Host, st}
 	})
 }
 

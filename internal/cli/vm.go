@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -37,7 +38,10 @@ func newVMLogCmd(e *env) *cobra.Command {
 				return apiFailure(err)
 			}
 			defer rc.Close()
-			_, err = io.Copy(e.stdout, rc)
+			n, err := io.Copy(e.stdout, rc)
+			if err == nil && n == 0 {
+				fmt.Fprintln(e.stderr, "(no console output yet; VMs of libvirt's test driver never have any)")
+			}
 			return err
 		},
 	}
