@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -326,4 +327,57 @@ func addUser(t *testing.T, s *server.Server, name string, group lease.GroupID, r
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// TestCorruptImageFailsTheLease: bytes that do not match the image's
+// digest (corrupted at the broker, or on the way) fail the lease with the
+// reason, and leave nothing on the host.
+func TestCorruptImageFailsTheLease(t *testing.T) {
+	s := apitest.NewServer(t)
+	admin, _ := client.New(s.URL, s.Fake.AddUser(t, "root", "", broker.RoleAdmin))
+	ada, _ := client.New(s.URL, s.Fake.AddUser(t, "ada", "physics", broker.RoleUser))
+	push(t, admin, baseImage(t), "base")
+	im, err := admin.Image(t.Context(), "base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := filepath.Join(s.ImageDir, im.Digest)
+	b, err := os.ReadFile(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(blob, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jt, _ := admin.JoinToken(t.Context())
+	dir := t.TempDir()
+	ag := startAgent(t, []string{s.URL}, jt.Token, fmt.Sprintf("corrupt-%d", time.Now().UnixNano()), dir)
+	defer ag.stop()
+	l, err := ada.CreateLease(t.Context(), api.LeaseRequest{Count: 2, Cores: 1, MemoryMiB: 256, Image: "base", Duration: "10m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "lease failed", func() error {
+		got, err := ada.Lease(t.Context(), l.ID)
+		if err != nil {
+			return err
+		}
+		if got.State != lease.StateFailed {
+			return fmt.Errorf("lease is %s", got.State)
+		}
+		if !strings.Contains(got.EndReason, "checksum") {
+			t.Errorf("the lease failed for %q; want the checksum named", got.EndReason)
+		}
+		return nil
+	})
+	// Nothing on the host: no VM directories, nothing in the cache.
+	waitFor(t, 5*time.Second, "host clean", func() error {
+		for _, pat := range []string{filepath.Join(dir, "vms", "*"), filepath.Join(dir, "cache", "*")} {
+			if left, _ := filepath.Glob(pat); len(left) > 0 {
+				return fmt.Errorf("left behind: %v", left)
+			}
+		}
+		return nil
+	})
 }

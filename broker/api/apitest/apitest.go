@@ -168,6 +168,8 @@ type Server struct {
 	*httptest.Server
 	Fake *Fake
 	API  *api.API
+	// ImageDir holds the bytes of pushed images.
+	ImageDir string
 }
 
 // NewServer starts the API on a fresh Fake; it stops when t ends. Logs go
@@ -175,11 +177,12 @@ type Server struct {
 func NewServer(t testing.TB) *Server {
 	t.Helper()
 	f := NewFake()
-	a, err := api.New(api.Config{Backend: f, Logger: Logger(t), Timeout: 5 * time.Second, ImageDir: t.TempDir()})
+	dir := t.TempDir()
+	a, err := api.New(api.Config{Backend: f, Logger: Logger(t), Timeout: 5 * time.Second, ImageDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Server: httptest.NewServer(a.Handler()), Fake: f, API: a}
+	s := &Server{Server: httptest.NewServer(a.Handler()), Fake: f, API: a, ImageDir: dir}
 	t.Cleanup(s.Close)
 	return s
 }
