@@ -34,6 +34,9 @@ type Config struct {
 	// hypervisor reports.
 	Cores     int64
 	MemoryMiB int64
+	// Bridge is the host bridge each VM's NIC joins (the VMs' addresses
+	// are the broker's); empty means VMs get no NIC.
+	Bridge string
 	// Listen is the address of the console log server.
 	Listen        string
 	Heartbeat     time.Duration

@@ -160,6 +160,7 @@ var configKeys = map[string]func(c *Config, v any) error{
 	"cache_dir":   stringKey(func(c *Config) *string { return &c.CacheDir }),
 	"state_dir":   stringKey(func(c *Config) *string { return &c.StateDir }),
 	"listen":      stringKey(func(c *Config) *string { return &c.Listen }),
+	"bridge":      stringKey(func(c *Config) *string { return &c.Bridge }),
 	"cache_limit": func(c *Config, v any) error {
 		s, ok := v.(string)
 		if !ok {

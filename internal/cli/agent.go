@@ -48,7 +48,7 @@ func runAgent(ctx context.Context, cfg hostagent.Config, log *slog.Logger, ready
 		return usagef("brokers: %v", err)
 	}
 	vmDir := filepath.Join(cfg.StateDir, "vms")
-	hv, err := virt.Open(ctx, virt.Options{URI: libvirtURI(cfg), Host: cfg.Host, Dir: vmDir, Logger: log})
+	hv, err := virt.Open(ctx, virt.Options{URI: libvirtURI(cfg), Host: cfg.Host, Dir: vmDir, Bridge: cfg.Bridge, Logger: log})
 	if err != nil {
 		return failure(err, "is libvirt installed (make deps) and, for --driver qemu, libvirtd running (scripts/libvirt/start.sh)?")
 	}
