@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"slices"
 	"time"
@@ -14,10 +15,12 @@ import (
 
 // More command types (numbers continue command.go's).
 const (
-	CmdVMState   CommandType = 17 // an agent reports one VM's state
-	CmdHostAgent CommandType = 18 // an agent registers its address and driver
-	CmdPutImage  CommandType = 19 // an image is pushed
-	CmdDelImage  CommandType = 20 // an image is removed
+	CmdVMState    CommandType = 17 // an agent reports one VM's state
+	CmdHostAgent  CommandType = 18 // an agent registers its address and driver
+	CmdPutImage   CommandType = 19 // an image is pushed
+	CmdDelImage   CommandType = 20 // an image is removed
+	CmdShareImage CommandType = 21 // an image's groups change
+	CmdSiteKey    CommandType = 22 // the site's signing key, set once
 )
 
 func init() {
@@ -25,6 +28,8 @@ func init() {
 	commandNames[CmdHostAgent] = "host-agent"
 	commandNames[CmdPutImage] = "put-image"
 	commandNames[CmdDelImage] = "delete-image"
+	commandNames[CmdShareImage] = "share-image"
+	commandNames[CmdSiteKey] = "site-key"
 }
 
 // RoleAgent is a host agent's identity: it may only act for its host.
@@ -76,9 +81,44 @@ type Image struct {
 	Size   int64         `json:"size"`
 	Format string        `json:"format"` // qcow2 or raw
 	Group  lease.GroupID `json:"group"`
-	// Public images are leasable by every group; others only by Group.
-	Public  bool      `json:"public"`
-	Created time.Time `json:"created"`
+	// Public images are leasable by every group; others only by Group
+	// and the groups in SharedWith.
+	Public     bool            `json:"public"`
+	SharedWith []lease.GroupID `json:"shared_with,omitempty"`
+	Created    time.Time       `json:"created"`
+	// PieceLength and InfoHash describe the image's torrent, through
+	// which hosts fetch it from each other.
+	PieceLength int64  `json:"piece_length,omitempty"`
+	InfoHash    string `json:"info_hash,omitempty"`
+	// Signature is the site key's ed25519 signature of Manifest(), in
+	// base64: an agent checks an image's identity with it, whoever told
+	// it about the image.
+	Signature string `json:"signature,omitempty"`
+}
+
+// Manifest is what the site signs of an image: what its bytes are.
+func (im Image) Manifest() []byte {
+	return []byte(fmt.Sprintf("fairlease-image-v1\nname=%s\nsha256=%s\nsize=%d\nformat=%s\npiece_length=%d\ninfo_hash=%s\n",
+		im.Name, im.Digest, im.Size, im.Format, im.PieceLength, im.InfoHash))
+}
+
+// UsableBy reports whether group g may see and lease im.
+func (im Image) UsableBy(g lease.GroupID) bool {
+	return im.Public || (g != "" && (im.Group == g || slices.Contains(im.SharedWith, g)))
+}
+
+// ImageShare sets the groups an image is shared with, and whether it is
+// public.
+type ImageShare struct {
+	Name   string          `json:"name"`
+	Groups []lease.GroupID `json:"groups"`
+	Public bool            `json:"public"`
+}
+
+// SiteKey is the site's ed25519 signing key (the seed); the first one
+// proposed stays.
+type SiteKey struct {
+	Seed []byte `json:"seed"`
 }
 
 // Assignment is one lease an agent must run VMs of.
@@ -180,12 +220,63 @@ func (s *State) putImage(at time.Time, im Image) error {
 	case im.Size <= 0:
 		return lease.Errorf(lease.EINVALID, "size", "size must be > 0")
 	}
-	if old, ok := s.images[im.Name]; ok && old.Digest != im.Digest {
+	old, exists := s.images[im.Name]
+	if exists && old.Digest != im.Digest {
 		return lease.Errorf(lease.ECONFLICT, "name", "image %q exists with other content; remove it or pick another name", im.Name)
 	}
+	if g, ok := s.policy.Group(im.Group); ok && g.Quota.MaxImagesMiB > 0 {
+		used := int64(0)
+		for _, x := range s.images {
+			if x.Group == im.Group && x.Name != im.Name {
+				used += x.Size
+			}
+		}
+		if limit := g.Quota.MaxImagesMiB << 20; used+im.Size > limit {
+			return lease.Errorf(lease.EFORBIDDEN, "size", "group %s's images would take %d bytes, over its max_images of %d; remove some first (fairlease image rm)",
+				im.Group, used+im.Size, limit)
+		}
+	}
 	im.Created = at
+	if exists {
+		im.Created = old.Created
+	}
 	s.images[im.Name] = &im
 	return nil
+}
+
+func (s *State) shareImage(b ImageShare) error {
+	im, ok := s.images[b.Name]
+	if !ok {
+		return lease.Errorf(lease.ENOTFOUND, "name", "no image %q", b.Name)
+	}
+	groups := slices.Clone(b.Groups)
+	slices.Sort(groups)
+	groups = slices.Compact(groups)
+	for i, g := range groups {
+		if g == "" {
+			return lease.Errorf(lease.EINVALID, fmt.Sprintf("groups[%d]", i), "empty group name")
+		}
+	}
+	im.SharedWith, im.Public = groups, b.Public
+	return nil
+}
+
+func (s *State) putSiteKey(k SiteKey) error {
+	if len(k.Seed) != ed25519.SeedSize {
+		return lease.Errorf(lease.EINVALID, "seed", "want a %d-byte ed25519 seed", ed25519.SeedSize)
+	}
+	if s.siteKey == nil {
+		s.siteKey = slices.Clone(k.Seed)
+	}
+	return nil
+}
+
+// SiteKey returns the site's signing key, nil until one is set.
+func (s *State) SiteKey() ed25519.PrivateKey {
+	if s.siteKey == nil {
+		return nil
+	}
+	return ed25519.NewKeyFromSeed(s.siteKey)
 }
 
 func (s *State) delImage(name string) error {

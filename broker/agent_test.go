@@ -105,3 +105,68 @@ func TestImages(t *testing.T) {
 		t.Errorf("a lease of an unknown image: got %+v, want an error on the image", res)
 	}
 }
+
+func TestImageSharingAndQuota(t *testing.T) {
+	s := agentSite(t)
+	submit := func(id string, group lease.GroupID) *lease.Error {
+		t.Helper()
+		r := req(id, group, 1, 1, time.Hour)
+		r.Shape.Image = "tiny"
+		res, err := s.Apply(s.Index()+1, cmd(t, CmdSubmit, time.Hour, "someone", Submit{Requests: []lease.Request{r}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.([]SubmitResult)[0].Error
+	}
+	// Private to physics: biology's lease of it is as of an unknown image.
+	if e := submit("b1", "biology"); e == nil || e.Code != lease.ENOTFOUND {
+		t.Errorf("biology leased physics' private image: %v", e)
+	}
+	applyAll(t, s, []Command{cmd(t, CmdShareImage, time.Hour, "ada", ImageShare{Name: "tiny", Groups: []lease.GroupID{"biology", "biology"}})}, s.Index()+1)
+	im, _ := s.Image("tiny")
+	if diff := cmp.Diff([]lease.GroupID{"biology"}, im.SharedWith); diff != "" || im.Public {
+		t.Errorf("shared with (-want +got):\n%s public %v", diff, im.Public)
+	}
+	if e := submit("b2", "biology"); e != nil {
+		t.Errorf("biology cannot lease an image shared with it: %v", e)
+	}
+	if e := submit("c9", "chemistry"); e == nil {
+		t.Error("chemistry leased an image not shared with it")
+	}
+
+	// Quota: physics may own 2 MiB of images; tiny takes 1.
+	applyAll(t, s, []Command{cmd(t, CmdSetPolicy, time.Hour, "root", SetPolicy{Text: "[groups.physics]\nmax_images = \"2MiB\"\n"})}, s.Index()+1)
+	put := func(name string, size int64, digit string) error {
+		_, err := s.Apply(s.Index()+1, cmd(t, CmdPutImage, time.Hour, "ada", Image{Name: name, Digest: strings.Repeat(digit, 64), Size: size, Format: "raw", Group: "physics"}))
+		return err
+	}
+	if err := put("big", 2<<20, "c"); lease.ErrorCode(err) != lease.EFORBIDDEN {
+		t.Errorf("over quota: %v", err)
+	}
+	if _, ok := s.Image("big"); ok {
+		t.Error("a refused image was recorded")
+	}
+	if err := put("small", 1<<20, "d"); err != nil {
+		t.Errorf("within quota: %v", err)
+	}
+
+	// The site key is set once; a snapshot keeps it.
+	seed := make([]byte, 32)
+	seed[0] = 7
+	other := make([]byte, 32)
+	applyAll(t, s, []Command{
+		cmd(t, CmdSiteKey, time.Hour, "system", SiteKey{Seed: seed}),
+		cmd(t, CmdSiteKey, time.Hour, "system", SiteKey{Seed: other}),
+	}, s.Index()+1)
+	k := s.SiteKey()
+	if k == nil || k.Seed()[0] != 7 {
+		t.Fatalf("site key %v, want the first one set", k)
+	}
+	r := NewState()
+	if err := r.Restore(strings.NewReader(string(snapshot(t, s)))); err != nil {
+		t.Fatal(err)
+	}
+	if !r.SiteKey().Equal(k) {
+		t.Error("the restored state lost the site key")
+	}
+}

@@ -47,6 +47,7 @@ type meta struct {
 	Preset  string    `json:"preset"`
 	Addr    uint32    `json:"addr"`
 	Order   []string  `json:"order"`
+	SiteKey []byte    `json:"site_key,omitempty"`
 }
 
 type policyRecord struct {
@@ -77,7 +78,7 @@ func (s *State) Snapshot(w io.Writer) error {
 		_, err = bw.Write(b)
 		return err
 	}
-	m := meta{Version: SnapshotVersion, Index: s.index, Now: s.now, Preset: s.preset, Addr: s.addr}
+	m := meta{Version: SnapshotVersion, Index: s.index, Now: s.now, Preset: s.preset, Addr: s.addr, SiteKey: s.siteKey}
 	for _, id := range s.order {
 		m.Order = append(m.Order, string(id))
 	}
@@ -215,7 +216,7 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 	if err := pol.Policy.Validate(); err != nil {
 		return nil, fmt.Errorf("broker: snapshot policy: %w", err)
 	}
-	s.index, s.now, s.preset, s.addr = m.Index, m.Now, m.Preset, m.Addr
+	s.index, s.now, s.preset, s.addr, s.siteKey = m.Index, m.Now, m.Preset, m.Addr, m.SiteKey
 	s.policy, s.policyText = pol.Policy, pol.Text
 	for _, l := range leases {
 		s.leases[l.ID] = l

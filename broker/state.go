@@ -144,9 +144,11 @@ type State struct {
 	leases map[lease.ID]*Lease
 	order  []lease.ID // leases in submission order
 	// addr numbers VM addresses: each VM that starts gets the next one.
-	addr  uint32
-	index uint64
-	now   time.Time
+	addr uint32
+	// siteKey is the seed of the site's ed25519 signing key.
+	siteKey []byte
+	index   uint64
+	now     time.Time
 }
 
 // Preset is the admission policy the broker runs.
@@ -284,6 +286,12 @@ func (s *State) apply(at time.Time, c Command) (any, error) {
 	case CmdDelImage:
 		b, _ := decode[Name](c)
 		return nil, s.delImage(b.Name)
+	case CmdShareImage:
+		b, _ := decode[ImageShare](c)
+		return nil, s.shareImage(b)
+	case CmdSiteKey:
+		b, _ := decode[SiteKey](c)
+		return nil, s.putSiteKey(b)
 	}
 	return nil, ErrUnknownCommand
 }
@@ -311,7 +319,7 @@ func (s *State) submit(at time.Time, actor string, b Submit) []SubmitResult {
 		}
 		if im := r.Shape.Image; im != "" && (len(s.images) > 0 || s.agentHosts()) {
 			// Another group's private image is as good as absent.
-			if x, ok := s.images[im]; !ok || (!x.Public && x.Group != r.Group) {
+			if x, ok := s.images[im]; !ok || !x.UsableBy(r.Group) {
 				out[i].Error = lease.Errorf(lease.ENOTFOUND, "image", "no image %q; fairlease image list shows what there is", im)
 				continue
 			}

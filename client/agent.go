@@ -139,3 +139,9 @@ func (c *Client) stream(ctx context.Context, path string, q url.Values) (io.Read
 	}
 	return resp.Body, nil
 }
+
+// ShareImage sets the groups an image is shared with, and whether it is
+// public.
+func (c *Client) ShareImage(ctx context.Context, name string, r api.ShareRequest) (*broker.Image, error) {
+	return call[broker.Image](ctx, c, http.MethodPut, "/v1/images/"+url.PathEscape(name)+"/share", nil, r)
+}

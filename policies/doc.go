@@ -31,6 +31,7 @@
 //	max_memory = "256GiB"     # same for memory
 //	max_vms = 32              # most VMs in one request; 0 = no limit
 //	max_lease = "36h"         # longest lease; 0 = no limit
+//	max_images = "200GiB"     # bytes of the images the group owns; 0 = no limit
 //
 //	[groups.physics.overflow]
 //	sites = ["ec2"]           # where the group may overflow, in order of preference

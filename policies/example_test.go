@@ -51,7 +51,7 @@ wieght = 2
 	_, err := policies.Parse("site.toml", strings.NewReader(site))
 	fmt.Println(err)
 	// Output:
-	// site.toml:4: groups.physics.wieght: unknown key (did you mean weight? known keys: parent, weight, max_cores, max_memory, max_lease, max_vms, overflow)
+	// site.toml:4: groups.physics.wieght: unknown key (did you mean weight? known keys: parent, weight, max_cores, max_memory, max_lease, max_vms, max_images, overflow)
 }
 
 func ExampleSet() {

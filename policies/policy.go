@@ -108,6 +108,8 @@ type Quota struct {
 	MaxLease time.Duration `toml:"max_lease"`
 	// MaxVMs is the most VMs in one request.
 	MaxVMs int `toml:"max_vms"`
+	// MaxImagesMiB bounds the bytes of the images the group owns.
+	MaxImagesMiB int64 `toml:"max_images,size"`
 }
 
 // Overflow says where a group may run when the local site cannot take it in

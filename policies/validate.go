@@ -160,6 +160,9 @@ func (g *Group) check(add func(toml.Key, string, ...any), key toml.Key) {
 	if q.MaxVMs < 0 {
 		add(k("max_vms"), "must be >= 0 (0 = no limit), got %d", q.MaxVMs)
 	}
+	if q.MaxImagesMiB < 0 {
+		add(k("max_images"), "must be >= 0 (0 = no limit), got %dMiB", q.MaxImagesMiB)
+	}
 	o := g.Overflow
 	for i, s := range o.Sites {
 		switch {

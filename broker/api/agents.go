@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -65,6 +66,9 @@ type AssignmentList struct {
 	Index       uint64              `json:"index"`
 	Host        string              `json:"host"`
 	Assignments []broker.Assignment `json:"assignments"`
+	// SiteKey is the site's ed25519 public key (base64), which signs image
+	// manifests; empty until the first image is pushed.
+	SiteKey string `json:"site_key,omitempty"`
 }
 
 type assignmentsOutput struct {
@@ -199,6 +203,9 @@ func (a *API) agentAssignments(ctx context.Context, in *assignmentsInput) (*assi
 		var out AssignmentList
 		err := a.cfg.Backend.Read(ctx, false, func(st *broker.State) error {
 			out = AssignmentList{Index: st.Index(), Host: host, Assignments: st.Assignments(host)}
+			if k := st.SiteKey(); k != nil {
+				out.SiteKey = base64.StdEncoding.EncodeToString(k.Public().(ed25519.PublicKey))
+			}
 			return nil
 		})
 		if err != nil {

@@ -1,7 +1,9 @@
 package api_test
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
@@ -252,8 +254,45 @@ func TestImages(t *testing.T) {
 	if a := fx.do(t, "POST", "/v1/leases", fx.tokens["bob"], lreq); a.status != 404 || errorBody(t, a).Field != "image" {
 		t.Errorf("bob leases deb: %d %s", a.status, a)
 	}
-	// A host agent fetches it, ranges work.
+	// Shared with biology by its owners: bob may lease it; only an admin
+	// makes it public.
+	if a := fx.do(t, "PUT", "/v1/images/deb/share", fx.tokens["bob"], map[string]any{"groups": []string{"biology"}}); a.status != 404 {
+		t.Errorf("bob shares physics' image: %d %s", a.status, a)
+	}
+	if a := fx.do(t, "PUT", "/v1/images/deb/share", fx.tokens["ada"], map[string]any{"groups": []string{"biology"}, "public": true}); a.status != 403 {
+		t.Errorf("ada makes it public: %d %s", a.status, a)
+	}
+	if a := fx.do(t, "PUT", "/v1/images/deb/share", fx.tokens["ada"], map[string]any{"groups": []string{"bad group!"}}); a.status != 400 {
+		t.Errorf("bad group: %d %s", a.status, a)
+	}
+	if a := fx.do(t, "PUT", "/v1/images/deb/share", fx.tokens["ada"], map[string]any{"groups": []string{"biology"}}); a.status != 200 {
+		t.Fatalf("share: %d %s", a.status, a)
+	}
+	if got := names("bob"); len(got) != 1 {
+		t.Errorf("after sharing bob sees %v", got)
+	}
+	if a := fx.do(t, "PUT", "/v1/images/deb/share", fx.tokens["ada"], map[string]any{"groups": []string{}}); a.status != 200 {
+		t.Fatalf("unshare: %d %s", a.status, a)
+	}
+	if got := names("bob"); len(got) != 0 {
+		t.Errorf("after unsharing bob sees %v", got)
+	}
+
+	// The manifest is signed with the site key that agents are given.
 	cred := fx.enrol(t, "a1", 8, "", "")
+	al := decode[api.AssignmentList](t, fx.do(t, "GET", "/v1/agent/assignments?wait=0s", cred, nil))
+	pub, err := base64.StdEncoding.DecodeString(al.SiteKey)
+	sig, err2 := base64.StdEncoding.DecodeString(im.Signature)
+	if err != nil || err2 != nil || len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, im.Manifest(), sig) {
+		t.Errorf("manifest signature does not verify with the site key %q (%v, %v)", al.SiteKey, err, err2)
+	}
+	forged := im
+	forged.Digest = strings.Repeat("0", 64)
+	if ed25519.Verify(pub, forged.Manifest(), sig) {
+		t.Error("the signature also fits another digest")
+	}
+
+	// A host agent fetches it, ranges work.
 	if a := fx.do(t, "GET", "/v1/images/"+digest+"/blob", cred, nil); a.status != 200 || string(a.body) != string(blob) {
 		t.Errorf("agent fetch: %d, %d bytes", a.status, len(a.body))
 	}

@@ -2,7 +2,10 @@ package api
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -94,10 +97,84 @@ func (a *API) imageRoutes() {
 		return nil, nil
 	})
 
+	register(a, broker.RoleUser, huma.Operation{
+		OperationID: "share-image", Method: http.MethodPut, Path: "/v1/images/{name}/share", Tags: []string{"images"},
+		Summary: "Set the groups an image is shared with (its group, or an admin); public only by an admin",
+	}, a.shareImage)
+
 	a.mux.HandleFunc("POST /v1/images", a.uploadImage)
 	a.mux.HandleFunc("GET /v1/images/{digest}/blob", a.imageBlob)
 	a.mux.HandleFunc("GET /v1/leases/{id}/vms/{index}/log", a.vmLog)
 	a.documentPlainRoutes()
+}
+
+// ShareRequest sets who besides its group may lease an image.
+type ShareRequest struct {
+	Groups []string `json:"groups" maxItems:"1000" doc:"Groups that may see and lease the image, besides its own"`
+	Public bool     `json:"public,omitempty" doc:"Leasable by every group (admin only)"`
+}
+
+type shareInput struct {
+	Name string `path:"name" maxLength:"128" doc:"Image name"`
+	Body ShareRequest
+}
+
+func (a *API) shareImage(ctx context.Context, in *shareInput) (*imageOutput, error) {
+	u := caller(ctx)
+	im, err := a.image(ctx, u, in.Name)
+	if err != nil {
+		return nil, err
+	}
+	if u.Role != broker.RoleAdmin && u.Group != im.Group {
+		return nil, lease.Errorf(lease.EFORBIDDEN, "name", "image %q belongs to group %s; only it or an admin shares it", im.Name, im.Group)
+	}
+	if in.Body.Public != im.Public && u.Role != broker.RoleAdmin {
+		return nil, lease.Errorf(lease.EFORBIDDEN, "public", "only an admin makes an image public or private again")
+	}
+	groups := make([]lease.GroupID, 0, len(in.Body.Groups))
+	for i, g := range in.Body.Groups {
+		if !groupRE.MatchString(g) {
+			return nil, lease.Errorf(lease.EINVALID, fmt.Sprintf("groups[%d]", i), "not a group name: %q", g)
+		}
+		groups = append(groups, lease.GroupID(g))
+	}
+	if _, err := a.propose(ctx, broker.CmdShareImage, u.Name, broker.ImageShare{Name: im.Name, Groups: groups, Public: in.Body.Public}); err != nil {
+		return nil, err
+	}
+	a.audit(ctx, "image.share", im.Name, "groups", in.Body.Groups, "public", in.Body.Public)
+	im, err = a.image(ctx, u, in.Name)
+	return &imageOutput{Body: im}, err
+}
+
+var groupRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`)
+
+// siteKey returns the site's signing key, making it the first time.
+func (a *API) siteKey(ctx context.Context) (ed25519.PrivateKey, error) {
+	var k ed25519.PrivateKey
+	read := func() error {
+		return a.read(ctx, false, func(st *broker.State) error {
+			k = st.SiteKey()
+			return nil
+		})
+	}
+	if err := read(); err != nil || k != nil {
+		return k, err
+	}
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	// Two nodes may race to make one: the log keeps the first.
+	if _, err := a.propose(ctx, broker.CmdSiteKey, "system", broker.SiteKey{Seed: seed}); err != nil {
+		return nil, err
+	}
+	if err := read(); err != nil {
+		return nil, err
+	}
+	if k == nil {
+		return nil, errors.New("the site key did not take")
+	}
+	return k, nil
 }
 
 // documentPlainRoutes puts the streaming routes, which huma does not
@@ -153,7 +230,7 @@ func withDefault(errs map[string]*huma.Response, code, desc string) map[string]*
 // seesImage reports whether u may see and lease im. Agents fetch whatever
 // is placed on their host, so they see every image.
 func seesImage(u broker.User, im broker.Image) bool {
-	return im.Public || u.Role == broker.RoleAdmin || u.Role == broker.RoleAgent || u.Group == im.Group
+	return u.Role == broker.RoleAdmin || u.Role == broker.RoleAgent || im.UsableBy(u.Group)
 }
 
 // image finds an image u may see; the others answer 404.
@@ -279,6 +356,11 @@ func (a *API) storeImage(r *http.Request, u broker.User) (broker.Image, error) {
 	if err := os.Rename(tmp.Name(), filepath.Join(a.cfg.ImageDir, im.Digest)); err != nil {
 		return im, fmt.Errorf("image store: %w", err)
 	}
+	key, err := a.siteKey(r.Context())
+	if err != nil {
+		return im, err
+	}
+	im.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(key, im.Manifest()))
 	if _, err := a.propose(r.Context(), broker.CmdPutImage, u.Name, im); err != nil {
 		a.dropBlob(r.Context(), im.Digest)
 		return im, err

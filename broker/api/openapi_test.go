@@ -36,6 +36,7 @@ var routes = map[string][]string{
 	"/v1/images":                      {"get", "post"},
 	"/v1/images/{name}":               {"delete", "get"},
 	"/v1/images/{digest}/blob":        {"get"},
+	"/v1/images/{name}/share":         {"put"},
 	"/v1/leases/{id}/vms/{index}/log": {"get"},
 }
 

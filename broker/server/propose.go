@@ -38,6 +38,8 @@ var payloads = map[broker.CommandType]func() any{
 	broker.CmdHostAgent:   func() any { return new(broker.HostAgent) },
 	broker.CmdPutImage:    func() any { return new(broker.Image) },
 	broker.CmdDelImage:    func() any { return new(broker.Name) },
+	broker.CmdShareImage:  func() any { return new(broker.ImageShare) },
+	broker.CmdSiteKey:     func() any { return new(broker.SiteKey) },
 }
 
 // checkCommand refuses what State.Apply would panic on: an unknown type or

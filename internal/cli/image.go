@@ -11,11 +11,14 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+
+	"github.com/fairlease/fairlease/broker"
+	"github.com/fairlease/fairlease/broker/api"
 )
 
 func newImageCmd(e *env) *cobra.Command {
 	cmd := groupCmd("image", "Push, list and remove VM images")
-	cmd.AddCommand(newImagePushCmd(e), newImageListCmd(e), newImageRemoveCmd(e))
+	cmd.AddCommand(newImagePushCmd(e), newImageListCmd(e), newImageRemoveCmd(e), newImageShareCmd(e))
 	return cmd
 }
 
@@ -64,9 +67,9 @@ func newImagePushCmd(e *env) *cobra.Command {
 			if e.g.output == OutputJSON {
 				return printJSON(e, im)
 			}
-			vis := "private to " + string(im.Group)
-			if im.Public {
-				vis = "public"
+			vis := visibility(*im)
+			if vis == "private" {
+				vis = "private to " + string(im.Group)
 			}
 			_, err = fmt.Fprintf(e.stdout, "image %s: %s %s, sha256 %s, %s (in %s)\n", im.Name, humanize.IBytes(uint64(im.Size)),
 				im.Format, im.Digest[:12], vis, time.Since(start).Round(time.Millisecond))
@@ -110,10 +113,7 @@ func newImageListCmd(e *env) *cobra.Command {
 			now := timeNow()
 			return table(e.stdout, []string{"NAME", "FORMAT", "SIZE", "OWNER", "VISIBILITY", "SHA256", "PUSHED"}, len(ims), func(i int) []string {
 				im := ims[i]
-				vis := "private"
-				if im.Public {
-					vis = "public"
-				}
+				vis := visibility(im)
 				return []string{im.Name, im.Format, humanize.IBytes(uint64(im.Size)), string(im.Group), vis, im.Digest[:12], relative(im.Created, now)}
 			})
 		},
@@ -141,4 +141,62 @@ func newImageRemoveCmd(e *env) *cobra.Command {
 			return err
 		},
 	}
+}
+
+func visibility(im broker.Image) string {
+	switch {
+	case im.Public:
+		return "public"
+	case len(im.SharedWith) > 0:
+		gs := make([]string, len(im.SharedWith))
+		for i, g := range im.SharedWith {
+			gs[i] = string(g)
+		}
+		return "shared with " + strings.Join(gs, ",")
+	}
+	return "private"
+}
+
+func newImageShareCmd(e *env) *cobra.Command {
+	var groups []string
+	var public, private bool
+	cmd := &cobra.Command{
+		Use:   "share NAME --group G [--group G…] | --public | --private",
+		Short: "Set who besides its group may lease an image (the list replaces the old one)",
+		Args:  oneArg("the image name"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if public && private {
+				return usagef("--public and --private contradict each other")
+			}
+			c, err := newClient(e)
+			if err != nil {
+				return err
+			}
+			req := api.ShareRequest{Groups: groups, Public: public}
+			if req.Groups == nil {
+				req.Groups = []string{}
+			}
+			if !public && !private {
+				// Keep whether it is public: only --public/--private change it.
+				cur, err := c.Image(e.ctx, args[0])
+				if err != nil {
+					return apiFailure(err)
+				}
+				req.Public = cur.Public
+			}
+			im, err := c.ShareImage(e.ctx, args[0], req)
+			if err != nil {
+				return apiFailure(err)
+			}
+			if e.g.output == OutputJSON {
+				return printJSON(e, im)
+			}
+			_, err = fmt.Fprintf(e.stdout, "image %s: %s\n", im.Name, visibility(*im))
+			return err
+		},
+	}
+	cmd.Flags().StringArrayVar(&groups, "group", nil, "a `GROUP` that may lease the image; repeatable (none: its own group only)")
+	cmd.Flags().BoolVar(&public, "public", false, "leasable by every group (admin)")
+	cmd.Flags().BoolVar(&private, "private", false, "no longer public (admin)")
+	return cmd
 }

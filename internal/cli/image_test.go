@@ -33,6 +33,18 @@ func TestImageCommands(t *testing.T) {
 	if r := s.run(t, "bob", "image", "rm", "tiny"); r.code == 0 || !strings.Contains(r.stderr, "no image") {
 		t.Errorf("bob removed it: %d %s", r.code, r.stderr)
 	}
+	if r := s.run(t, "ada", "image", "share", "tiny", "--group", "biology"); r.code != 0 || r.stdout != "image tiny: shared with biology\n" {
+		t.Errorf("share: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := s.run(t, "bob", "image", "list"); !strings.Contains(r.stdout, "tiny") {
+		t.Errorf("bob does not see the image shared with him:\n%s", r.stdout)
+	}
+	if r := s.run(t, "ada", "image", "share", "tiny", "--public"); r.code == 0 {
+		t.Errorf("a user made an image public: %s", r.stdout)
+	}
+	if r := s.run(t, "ada", "image", "share", "tiny"); r.code != 0 || r.stdout != "image tiny: private\n" {
+		t.Errorf("unshare: %d %q %s", r.code, r.stdout, r.stderr)
+	}
 	if r := s.run(t, "ada", "image", "push", filepath.Join(dir, "missing")); r.code != ExitUsage {
 		t.Errorf("missing file: %d %s", r.code, r.stderr)
 	}
