@@ -6,6 +6,8 @@ package httpbroker
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +46,8 @@ func Dialer(addrs []string) (hostagent.Dialer, error) {
 type Broker struct {
 	nodes []*client.Client
 	cur   atomic.Int64
+	// siteKey is the site's manifest key, from the last assignments.
+	siteKey atomic.Pointer[ed25519.PublicKey]
 }
 
 var _ hostagent.Broker = (*Broker)(nil)
@@ -104,8 +108,20 @@ func (b *Broker) Assignments(ctx context.Context, since uint64, wait time.Durati
 	if err != nil {
 		return 0, nil, err
 	}
+	b.noteSiteKey(as.SiteKey)
 	return as.Index, as.Assignments, nil
 }
+
+func (b *Broker) noteSiteKey(s string) {
+	if k, err := base64.StdEncoding.DecodeString(s); err == nil && len(k) == ed25519.PublicKeySize {
+		pk := ed25519.PublicKey(k)
+		b.siteKey.Store(&pk)
+	}
+}
+
+// ErrBadManifest is the error of an image whose manifest the site key did
+// not sign.
+var ErrBadManifest = errors.New("the image's manifest is not signed by this site's key")
 
 // ReportVM reports a VM's state.
 func (b *Broker) ReportVM(ctx context.Context, s broker.VMStateChange) error {
@@ -122,7 +138,28 @@ func (b *Broker) Image(ctx context.Context, name string) (broker.Image, error) {
 	if err != nil {
 		return broker.Image{}, err
 	}
+	if err := b.verify(ctx, *im); err != nil {
+		return broker.Image{}, &lease.Error{Code: lease.EINVALID, Field: "image", Message: fmt.Sprintf("image %s: %v", name, err)}
+	}
 	return *im, nil
+}
+
+// verify checks an image's manifest against the site key.
+func (b *Broker) verify(ctx context.Context, im broker.Image) error {
+	if b.siteKey.Load() == nil {
+		if _, _, err := b.Assignments(ctx, 0, 0); err != nil {
+			return err
+		}
+	}
+	k := b.siteKey.Load()
+	if k == nil {
+		return fmt.Errorf("%w (the broker has no site key)", ErrBadManifest)
+	}
+	sig, err := base64.StdEncoding.DecodeString(im.Signature)
+	if err != nil || !ed25519.Verify(*k, im.Manifest(), sig) {
+		return ErrBadManifest
+	}
+	return nil
 }
 
 // OpenImage streams an image's bytes; the agent checks them against the

@@ -3,6 +3,7 @@ package httpbroker_test
 import (
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +67,36 @@ func TestFollowsLiveNode(t *testing.T) {
 	var le *lease.Error
 	if _, err := httpbroker.Dialer(nil); err == nil || errors.As(err, &le) {
 		t.Errorf("no addresses: %v", err)
+	}
+}
+
+// An image record the site key did not sign is refused, whoever put it in
+// the state.
+func TestImageManifestChecked(t *testing.T) {
+	s := apitest.NewServer(t)
+	root := s.Fake.AddUser(t, "root", "", broker.RoleAdmin)
+	admin, _ := client.New(s.URL, root)
+	data := strings.Repeat("image bytes ", 100)
+	if _, err := admin.PushImage(t.Context(), "good", "raw", true, strings.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := admin.Image(t.Context(), "good")
+	forged := *good
+	forged.Name, forged.Size = "forged", good.Size+1
+	s.Fake.Apply(t, broker.CmdPutImage, "system", forged)
+
+	jt, _ := admin.JoinToken(t.Context())
+	dial, _ := httpbroker.Dialer([]string{s.URL})
+	reg := hostagent.Registration{Host: "a1", Capacity: lease.Resources{Cores: 1, MemoryMiB: 1024}}
+	cred, err := dial(jt.Token).Register(t.Context(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := dial(cred)
+	if _, err := b.Image(t.Context(), "good"); err != nil {
+		t.Errorf("the pushed image: %v", err)
+	}
+	if _, err := b.Image(t.Context(), "forged"); err == nil || !strings.Contains(err.Error(), "not signed by this site's key") {
+		t.Errorf("a record with another size and the old signature: %v", err)
 	}
 }
