@@ -47,7 +47,7 @@ const (
 type VMStateChange struct {
 	ID    lease.ID `json:"id"`
 	Index int      `json:"index"`
-	State string   `json:"state"` // running, failed or stopped
+	State string   `json:"state"` // starting (with a phase in Note), running, failed or stopped
 	Note  string   `json:"note,omitempty"`
 }
 
@@ -172,6 +172,12 @@ func (s *State) vmState(at time.Time, b VMStateChange) (*Lease, error) {
 		return nil, lease.Errorf(lease.ENOTFOUND, "index", "lease %s has no VM %d", b.ID, b.Index)
 	}
 	switch b.State {
+	case VMStarting:
+		// Progress while the VM waits (for its image, say): its phase.
+		if l.Live() && l.VMs[i].State == VMStarting {
+			l.VMs[i].Phase = b.Note
+		}
+		return l.public(), nil
 	case VMRunning, VMStopped:
 	case VMFailed:
 		if !l.Live() {
@@ -189,9 +195,9 @@ func (s *State) vmState(at time.Time, b VMStateChange) (*Lease, error) {
 		s.events(s.engine.Advance(at))
 		return l.public(), nil
 	default:
-		return nil, lease.Errorf(lease.EINVALID, "state", "an agent reports running, failed or stopped, not %q", b.State)
+		return nil, lease.Errorf(lease.EINVALID, "state", "an agent reports starting, running, failed or stopped, not %q", b.State)
 	}
-	l.VMs[i].State = b.State
+	l.VMs[i].State, l.VMs[i].Phase = b.State, ""
 	if b.State == VMRunning && l.State == lease.StateStarting &&
 		!slices.ContainsFunc(l.VMs, func(v VM) bool { return v.State != VMRunning }) {
 		l.move(at, lease.StateRunning, "every VM runs")

@@ -170,3 +170,25 @@ func TestImageSharingAndQuota(t *testing.T) {
 		t.Error("the restored state lost the site key")
 	}
 }
+
+func TestVMPhase(t *testing.T) {
+	s := agentSite(t)
+	report := func(st, note string) *Lease {
+		t.Helper()
+		res, err := s.Apply(s.Index()+1, cmd(t, CmdVMState, 2*time.Minute, "agent", VMStateChange{ID: "c1", Index: 0, State: st, Note: note}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.(*Lease)
+	}
+	if got := report(VMStarting, "image 63 %"); got.VMs[0].Phase != "image 63 %" || got.VMs[0].State != VMStarting || got.State != lease.StateStarting {
+		t.Errorf("after progress: %+v, lease %s", got.VMs[0], got.State)
+	}
+	if got := report(VMRunning, ""); got.VMs[0].Phase != "" || got.VMs[0].State != VMRunning {
+		t.Errorf("running VM keeps a phase: %+v", got.VMs[0])
+	}
+	// A late progress report does not take a running VM back.
+	if got := report(VMStarting, "image 99 %"); got.VMs[0].State != VMRunning || got.VMs[0].Phase != "" {
+		t.Errorf("late progress changed a running VM: %+v", got.VMs[0])
+	}
+}

@@ -82,8 +82,10 @@ type VM struct {
 	Name    string `json:"name"`
 	Address string `json:"address"`
 	Host    string `json:"host"`
-	// State is what the host's agent last reported (starting until then).
+	// State is what the host's agent last reported (starting until then);
+	// Phase what a starting VM waits for ("image 63 %").
 	State string `json:"state,omitempty"`
+	Phase string `json:"phase,omitempty"`
 }
 
 // Transition is a step in a lease's life.

@@ -155,7 +155,9 @@ func (a *Agent) startVM(ctx context.Context, s startVM) error {
 	a.digests[s.Assignment.Image] = im.Digest
 	a.mu.Unlock()
 	a.cache.Pin(s.Name, im.Digest)
+	stop := a.reportProgress(ctx, s, im)
 	path, err := a.cache.Ensure(ctx, im)
+	stop()
 	if err != nil {
 		a.cache.Unpin(s.Name)
 		return err
@@ -165,6 +167,49 @@ func (a *Agent) startVM(ctx context.Context, s startVM) error {
 		return fmt.Errorf("start domain %s: %w", s.Name, err)
 	}
 	return nil
+}
+
+// progressEvery is how often a VM waiting for its image reports how far
+// the download got.
+var progressEvery = time.Second
+
+// reportProgress reports, while the VM's image downloads, how much of it
+// is here ("image 63 %"), so that the lease shows what it waits for. The
+// returned stop waits until no more reports come: the final one must not
+// be overwritten by a late progress report.
+func (a *Agent) reportProgress(ctx context.Context, s startVM, im broker.Image) (stop func()) {
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		last := int64(-1)
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			got, total, ok := a.cache.Progress(im.Digest)
+			if !ok || total <= 0 {
+				continue
+			}
+			pct := 100 * got / total
+			if pct == last {
+				continue
+			}
+			last = pct
+			a.out.put(broker.VMStateChange{ID: s.Assignment.Lease, Index: s.Index, State: broker.VMStarting,
+				Note: fmt.Sprintf("image %d %%", pct)})
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
+	}
 }
 
 // buildSpec is the domain of VM s.Index of s.Assignment, on base image path.

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,6 +57,28 @@ type flight struct {
 	done chan struct{}
 	path string
 	err  error
+	// got counts the bytes downloaded so far, of size.
+	got  atomic.Int64
+	size int64
+}
+
+// Progress reports how much of digest's download is done, while one runs.
+func (c *Cache) Progress(digest string) (done, total int64, ok bool) {
+	c.mu.Lock()
+	f, ok := c.flights[digest]
+	c.mu.Unlock()
+	if !ok {
+		return 0, 0, false
+	}
+	return f.got.Load(), f.size, true
+}
+
+// countingWriter counts what passes into n.
+type countingWriter struct{ n *atomic.Int64 }
+
+func (w countingWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
 }
 
 func (c *Cache) path(digest, format string) string {
@@ -94,12 +117,12 @@ func (c *Cache) Ensure(ctx context.Context, im broker.Image) (string, error) {
 		c.mu.Unlock()
 		return "", err
 	}
-	f := &flight{done: make(chan struct{})}
+	f := &flight{done: make(chan struct{}), size: im.Size}
 	c.flights[im.Digest] = f
 	c.reserved += im.Size
 	c.mu.Unlock()
 
-	f.path, f.err = c.download(ctx, im)
+	f.path, f.err = c.download(ctx, im, &f.got)
 
 	c.mu.Lock()
 	delete(c.flights, im.Digest)
@@ -197,7 +220,7 @@ func (c *Cache) removeLocked(digest string) error {
 
 // download fetches im into a temporary file, checks its size and SHA-256
 // and renames it into place; on any failure the temporary file goes.
-func (c *Cache) download(ctx context.Context, im broker.Image) (path string, err error) {
+func (c *Cache) download(ctx context.Context, im broker.Image, got *atomic.Int64) (path string, err error) {
 	body, err := c.open(ctx, im.Digest)
 	if err != nil {
 		err = fmt.Errorf("fetch image %s from the broker: %w", im.Name, err)
@@ -225,7 +248,7 @@ func (c *Cache) download(ctx context.Context, im broker.Image) (path string, err
 	}()
 	h := sha256.New()
 	// One byte past the size tells a longer stream from an exact one.
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, im.Size+1))
+	n, err := io.Copy(io.MultiWriter(tmp, h, countingWriter{got}), io.LimitReader(r, im.Size+1))
 	if r.err != nil {
 		return "", retryable{fmt.Errorf("download image %s from the broker: %w", im.Name, r.err)}
 	}

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -66,6 +67,38 @@ func propose(t testing.TB, ctx context.Context, s *server.Server, c broker.Comma
 		t.Fatalf("propose %s: %v", c.Type, err)
 	}
 	return res
+}
+
+// submitOnce submits lease id through whichever node leads. Two of three
+// nodes on a loaded machine may change leaders mid-test; a submit whose
+// outcome is then unknown is checked on the new leader before it is sent
+// again, so that it applies exactly once.
+func submitOnce(t testing.TB, ctx context.Context, c *servertest.Cluster, id string) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		l, err := c.Leader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = l.Server.Propose(ctx, submit(t, "ada", req(id, "physics", 1, 1, time.Hour)))
+		if err == nil {
+			return
+		}
+		if attempt == 5 || !(errors.Is(err, server.ErrUnknownOutcome) || errors.Is(err, server.ErrNotLeader)) {
+			t.Fatalf("submit %s: %v", id, err)
+		}
+		l, err = c.Leader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var applied bool
+		if err := l.Server.Read(ctx, true, func(st *broker.State) error {
+			_, applied = st.Lease(lease.ID(id))
+			return nil
+		}); err == nil && applied {
+			return
+		}
+	}
 }
 
 func addHosts(t testing.TB, ctx context.Context, s *server.Server, n int, cores int64) {
@@ -277,7 +310,7 @@ func TestFollowerCatchesUpFromSnapshot(t *testing.T) {
 	var acked []lease.ID
 	for i := range 60 {
 		id := fmt.Sprintf("s%03d", i)
-		propose(t, ctx, l.Server, submit(t, "ada", req(id, "physics", 1, 1, time.Hour)))
+		submitOnce(t, ctx, c, id)
 		acked = append(acked, lease.ID(id))
 	}
 	// Every running node compacts its log, so that whichever leads when

@@ -401,6 +401,9 @@ func showLease(w io.Writer, l *broker.Lease, now time.Time, help string) error {
 		if st == "" {
 			st = "-"
 		}
+		if v.Phase != "" {
+			st += " (" + v.Phase + ")"
+		}
 		return []string{fmt.Sprint(v.Index), v.Name, v.Address, v.Host, st}
 	})
 }
