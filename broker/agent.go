@@ -131,10 +131,16 @@ type Assignment struct {
 	VMs     []VM            `json:"vms"`  // every VM of the lease: the peers
 	Mine    []int           `json:"mine"` // the indices of the VMs on this host
 	Context *ClusterContext `json:"context,omitempty"`
+	// Prefetch marks a lease that has not started (deferred to a firm
+	// time, placed here): the host fetches its image and starts nothing.
+	Prefetch bool      `json:"prefetch,omitempty"`
+	Start    time.Time `json:"start,omitzero"`
 }
 
 // Assignments returns what host must run as of the applied index: every
-// lease starting or running with a VM on it.
+// lease starting or running with a VM on it, and, marked Prefetch, every
+// lease deferred to a firm start with VMs placed on it, so that their
+// images are there when they start.
 func (s *State) Assignments(host string) []Assignment {
 	var out []Assignment
 	for _, id := range s.order {
@@ -158,6 +164,22 @@ func (s *State) Assignments(host string) []Assignment {
 			a.Context = &c
 		}
 		out = append(out, a)
+	}
+	for _, id := range s.order {
+		l := s.leases[id]
+		if l.State != lease.StateDeferred || l.Request.Shape.Image == "" {
+			continue
+		}
+		var mine []int
+		for _, p := range l.Decision.Placement {
+			if p.Host == host {
+				mine = append(mine, p.Index)
+			}
+		}
+		if len(mine) > 0 {
+			out = append(out, Assignment{Lease: id, State: l.State, Image: l.Request.Shape.Image, Shape: l.Request.Shape,
+				Start: l.Decision.Start, End: l.Decision.End, Mine: mine, Prefetch: true})
+		}
 	}
 	return out
 }

@@ -192,3 +192,31 @@ func TestVMPhase(t *testing.T) {
 		t.Errorf("late progress changed a running VM: %+v", got.VMs[0])
 	}
 }
+
+func TestAssignmentsPrefetchDeferred(t *testing.T) {
+	s := NewState()
+	first := req("now", "physics", 1, 8, 10*time.Minute)
+	first.Shape.Image = "tiny"
+	next := req("next", "physics", 1, 8, 10*time.Minute)
+	next.Shape.Image = "tiny"
+	applyAll(t, s, []Command{
+		cmd(t, CmdPutHost, 0, "system", Host{Name: "h1", Capacity: lease.Resources{Cores: 8, MemoryMiB: 32768}}),
+		cmd(t, CmdPutImage, 0, "ada", Image{Name: "tiny", Digest: strings.Repeat("a", 64), Size: 1 << 20, Format: "qcow2", Group: "physics"}),
+		cmd(t, CmdSubmit, time.Minute, "ada", Submit{Requests: []lease.Request{first, next}}),
+	}, 1)
+	l, _ := s.Lease("next")
+	if l.State != lease.StateDeferred || len(l.Decision.Placement) != 1 {
+		t.Fatalf("next is %s with placement %v; want deferred, placed", l.State, l.Decision.Placement)
+	}
+	var pre []Assignment
+	for _, a := range s.Assignments("h1") {
+		if a.Prefetch {
+			pre = append(pre, a)
+		} else if a.Lease != "now" {
+			t.Errorf("assignment to run %s", a.Lease)
+		}
+	}
+	if len(pre) != 1 || pre[0].Lease != "next" || pre[0].Image != "tiny" || pre[0].Context != nil || !pre[0].Start.Equal(l.Decision.Start) {
+		t.Errorf("prefetch assignments %+v", pre)
+	}
+}

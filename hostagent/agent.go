@@ -52,6 +52,9 @@ type Agent struct {
 	mem       map[string]vmMemory
 	digests   map[string]string // image digest by image name, once resolved
 	resolving map[string]bool   // image names being resolved
+	// prefetching maps the cache owner of each lease whose image is
+	// fetched ahead of its start to the image's name.
+	prefetching map[string]string
 }
 
 // New checks cfg, creates the state and cache directories, opens the
@@ -91,7 +94,7 @@ func New(cfg Config, dial Dialer, hv Hypervisor, logger *slog.Logger) (*Agent, e
 		cfg: cfg, dial: dial, hv: hv, log: logger.With("host", cfg.Host), logKey: key,
 		now: time.Now, retryMin: 100 * time.Millisecond, retryMax: 5 * time.Second, pollWait: 30 * time.Second,
 		ready: make(chan struct{}), wake: make(chan struct{}, 1), out: newOutbox(logger.With("host", cfg.Host)),
-		mem: map[string]vmMemory{}, digests: map[string]string{}, resolving: map[string]bool{},
+		mem: map[string]vmMemory{}, digests: map[string]string{}, resolving: map[string]bool{}, prefetching: map[string]string{},
 	}
 	open := func(ctx context.Context, digest string) (io.ReadCloser, error) {
 		return a.broker.OpenImage(ctx, digest)
@@ -293,9 +296,11 @@ func (a *Agent) poll(ctx context.Context) {
 		}
 		bo.reset()
 		since = idx
+		run, pre := splitPrefetch(as)
 		a.mu.Lock()
-		a.desired, a.have = as, true
+		a.desired, a.have = run, true
 		a.mu.Unlock()
+		a.prefetch(ctx, pre)
 		a.kick()
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/fairlease/fairlease/broker"
@@ -258,6 +259,9 @@ func (a *Agent) pin(ctx context.Context, images map[string]string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, owner := range a.cache.owners() {
+		if strings.HasPrefix(owner, prefetchOwner) {
+			continue // prefetch keeps its own pins
+		}
 		if _, keep := images[owner]; !keep && !a.mem[owner].Busy {
 			a.cache.Unpin(owner)
 		}
