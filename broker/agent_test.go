@@ -220,3 +220,30 @@ func TestAssignmentsPrefetchDeferred(t *testing.T) {
 		t.Errorf("prefetch assignments %+v", pre)
 	}
 }
+
+// A lease goes first to hosts whose agents hold its image.
+func TestPlacementPrefersHostsWithTheImage(t *testing.T) {
+	s := NewState()
+	digest := strings.Repeat("a", 64)
+	r := req("c", "physics", 2, 2, time.Hour)
+	r.Shape.Image = "tiny"
+	plain := req("p", "physics", 1, 2, time.Hour)
+	plain.Shape.Image = "other"
+	applyAll(t, s, []Command{
+		cmd(t, CmdPutHost, 0, "system", Host{Name: "h1", Capacity: lease.Resources{Cores: 8, MemoryMiB: 32768}}),
+		cmd(t, CmdPutHost, 0, "system", Host{Name: "h2", Capacity: lease.Resources{Cores: 8, MemoryMiB: 32768}}),
+		cmd(t, CmdHostAgent, 0, "host:h1", HostAgent{Name: "h1", Driver: "test"}),
+		cmd(t, CmdHostAgent, 0, "host:h2", HostAgent{Name: "h2", Driver: "test", Images: []string{digest}}),
+		cmd(t, CmdPutImage, 0, "ada", Image{Name: "tiny", Digest: digest, Size: 1 << 20, Format: "qcow2", Group: "physics"}),
+		cmd(t, CmdPutImage, 0, "ada", Image{Name: "other", Digest: strings.Repeat("b", 64), Size: 1 << 20, Format: "qcow2", Group: "physics"}),
+		cmd(t, CmdSubmit, time.Minute, "ada", Submit{Requests: []lease.Request{r, plain}}),
+	}, 1)
+	for id, want := range map[lease.ID]string{"c": "h2", "p": "h1"} {
+		l, _ := s.Lease(id)
+		for _, v := range l.VMs {
+			if v.Host != want {
+				t.Errorf("lease %s: VM %d on %s, want %s", id, v.Index, v.Host, want)
+			}
+		}
+	}
+}

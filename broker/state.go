@@ -327,6 +327,7 @@ func (s *State) submit(at time.Time, actor string, b Submit) []SubmitResult {
 			}
 		}
 		r.Submitted = at
+		r.PreferHosts = s.holding(r.Shape.Image)
 		d := s.engine.Submit(at, r)
 		l := &Lease{ID: r.ID, Site: d.Site, Group: r.Group, User: actor, Request: r, Decision: d, VMs: []VM{}}
 		if i < len(b.Contexts) && b.Contexts[i] != nil {
@@ -774,4 +775,20 @@ func (s *State) agentHosts() bool {
 		}
 	}
 	return false
+}
+
+// holding lists the hosts whose agents hold image name in their cache: a
+// lease of it goes there first, saving a download.
+func (s *State) holding(name string) []string {
+	im, ok := s.images[name]
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, h := range s.hosts {
+		if h.State == HostUp && slices.Contains(h.Images, im.Digest) {
+			out = append(out, h.Name)
+		}
+	}
+	return out
 }

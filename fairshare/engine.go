@@ -57,6 +57,11 @@ type Engine struct {
 	pending []Event // what Release caused, reported by the next Advance
 	now     int64
 	scratch []alloc
+	// hostIdx finds a host by name; mark[i] == gen marks host i as
+	// already tried in the current findHosts.
+	hostIdx map[string]int32
+	mark    []uint32
+	gen     uint32
 }
 
 type hostCal struct {
@@ -356,15 +361,39 @@ func (e *Engine) findHosts(x *entry, t int64) []alloc {
 		return left == 0
 	}
 	done := false
-	if t == e.now && e.ix != nil {
+	// Preferred hosts first (they hold the image); then the rest, as usual.
+	if len(x.req.PreferHosts) > 0 {
+		if e.gen++; e.gen == 0 { // wrapped: old marks would read as new
+			clear(e.mark)
+			e.gen = 1
+		}
+		for _, name := range x.req.PreferHosts {
+			i, ok := e.hostIdx[name]
+			if !ok || e.mark[i] == e.gen {
+				continue
+			}
+			e.mark[i] = e.gen
+			if h := e.hosts[i]; x.vm.Fits(h.cap) {
+				if done = take(int(i), h); done {
+					break
+				}
+			}
+		}
+	}
+	skip := func(i int) bool { return len(x.req.PreferHosts) > 0 && e.mark[i] == e.gen }
+	switch {
+	case done: // the preferred hosts took it all
+	case t == e.now && e.ix != nil:
 		// Only hosts with room now can hold a lease that starts now.
 		e.advanceIndex()
 		for i := e.ix.first(0, x.vm.Cores, x.vm.MemoryMiB); i >= 0 && !done; i = e.ix.first(i+1, x.vm.Cores, x.vm.MemoryMiB) {
-			done = take(i, e.hosts[i])
+			if !skip(i) {
+				done = take(i, e.hosts[i])
+			}
 		}
-	} else {
+	default:
 		for i, h := range e.hosts {
-			if x.vm.Fits(h.cap) {
+			if x.vm.Fits(h.cap) && !skip(i) {
 				if done = take(i, h); done {
 					break
 				}

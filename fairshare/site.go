@@ -55,6 +55,11 @@ func (e *Engine) sizeSite() {
 // reindex rebuilds the host index for the current hosts.
 func (e *Engine) reindex() {
 	e.ix, e.dirtyHosts = nil, e.dirtyHosts[:0]
+	e.hostIdx = make(map[string]int32, len(e.hosts))
+	for i, h := range e.hosts {
+		e.hostIdx[h.name] = int32(i)
+	}
+	e.mark = make([]uint32, len(e.hosts))
 	for _, h := range e.hosts {
 		h.dirty = false
 	}

@@ -76,6 +76,10 @@ type Request struct {
 	// AllOrNothing asks for every VM or none. Clusters are always gangs;
 	// the field is explicit so a request reads as what it is.
 	AllOrNothing bool `json:"all_or_nothing"`
+	// PreferHosts are hosts to place VMs on first when a start time is
+	// found (those that already hold the image, say); they never change
+	// when the request starts, only where.
+	PreferHosts []string `json:"prefer_hosts,omitempty"`
 }
 
 // Total returns the resources of all VMs of the request.
