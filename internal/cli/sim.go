@@ -19,6 +19,7 @@ import (
 	"github.com/fairlease/fairlease/policies"
 	"github.com/fairlease/fairlease/sim"
 	"github.com/fairlease/fairlease/sim/metrics"
+	"github.com/fairlease/fairlease/sim/netmodel"
 	"github.com/fairlease/fairlease/sim/report"
 	"github.com/fairlease/fairlease/sim/trace"
 	"github.com/fairlease/fairlease/sim/workload"
@@ -26,6 +27,10 @@ import (
 
 // sweepPreset is the policy a --sweep varies; the others are baselines.
 const sweepPreset = "fairlease"
+
+// imageScenario is the scenario that carries an image-distribution model:
+// the BiG Grid burst of DESIGN.md §7.
+const imageScenario = "biggrid"
 
 // plotSamples is how many timeline samples the plots get: enough for a
 // smooth line at print size, few enough to keep the SVGs small.
@@ -43,6 +48,8 @@ type simFlags struct {
 	json, plots, sked string
 	sweep             string
 	quiet             bool
+	// The image model's network: --image-size, --server-rate, --link-rate.
+	imageSize, serverRate, linkRate string
 }
 
 // simPlan is a checked command line, ready to run.
@@ -55,6 +62,9 @@ type simPlan struct {
 	specs  []sim.Spec
 	// sweepOf holds the knob and value of each spec a sweep made.
 	sweepOf map[string][2]string
+	// images is the image model's network, for the image scenario; the
+	// site and the burst fill in the rest once the workload is loaded.
+	images *netmodel.Config
 }
 
 func newSimCmd(e *env) *cobra.Command {
@@ -71,11 +81,19 @@ share_deviation, the time-averaged distance of held cores from the max-min
 fair target; jain, Jain's index of how much of its target each group got;
 in_share_late, the fraction of requests within their group's share that
 started more than --grace after submission; wait percentiles; and the
-fractions of requests granted at once, deferred, overflowed and rejected.`,
+fractions of requests granted at once, deferred, overflowed and rejected.
+
+The biggrid scenario also models how its burst of VMs gets a disk image:
+from a central server on every VM start, once per node with node caches
+and copy-on-write overlays, or through a swarm among node caches. It
+prints each strategy's transfers, bytes the server sends and time until
+the last VM has its image; --image-size, --server-rate and --link-rate
+change the network (defaults: 10GB, 1gbit, 1gbit; 80 % efficiency).`,
 		Example: `  fairlease sim --trace SDSC-SP2-1998-4.2-cln.swf.gz --json out.json --plots plots/
   fairlease sim --trace vmtable.csv.gz --capacity 2048 --compare easy,fairlease
   fairlease sim --trace SDSC-SP2-1998-4.2-cln.swf.gz --sweep reserve=0,0.1,0.25 --plots plots/
-  fairlease sim --scenario paramscan --seed 7`,
+  fairlease sim --scenario paramscan --seed 7
+  fairlease sim --scenario biggrid --image-size 10GB --server-rate 10gbit --link-rate 1gbit`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := time.Now()
@@ -101,6 +119,9 @@ fractions of requests granted at once, deferred, overflowed and rejected.`,
 	fl.StringVar(&f.sked, "schedule", "", "write each policy's schedule as DIR/<policy>.csv into `DIR`")
 	fl.StringVar(&f.sweep, "sweep", "", "run fairlease once per value of a policy knob (knobs: "+strings.Join(policies.Knobs(), ", ")+"): `KNOB=v1,v2,...`")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress bar or notes on stderr")
+	fl.StringVar(&f.imageSize, "image-size", "10GB", "image model (--scenario "+imageScenario+"): image `SIZE` such as 10GB or 512MiB")
+	fl.StringVar(&f.serverRate, "server-rate", "1gbit", "image model (--scenario "+imageScenario+"): image server uplink `RATE` such as 1gbit, 10Gbps or 125MB/s")
+	fl.StringVar(&f.linkRate, "link-rate", "1gbit", "image model (--scenario "+imageScenario+"): each node's link `RATE`, up and down")
 	return cmd
 }
 
@@ -138,6 +159,9 @@ func planSim(cmd *cobra.Command, f simFlags) (*simPlan, error) {
 			return nil, usagef("--scenario: %v", err)
 		}
 		p.gen = gen
+	}
+	if err := p.planImages(changed); err != nil {
+		return nil, err
 	}
 	grace, err := policies.ParseDuration(f.grace)
 	if err != nil || grace < 0 {
@@ -193,6 +217,35 @@ func planSim(cmd *cobra.Command, f simFlags) (*simPlan, error) {
 	}
 	p.specs = append(p.specs, swept...)
 	return p, nil
+}
+
+// planImages checks the image model's flags: they apply to the image
+// scenario only, which always gets the model.
+func (p *simPlan) planImages(changed func(string) bool) error {
+	f := p.f
+	if f.scenario != imageScenario {
+		for _, name := range []string{"image-size", "server-rate", "link-rate"} {
+			if changed(name) {
+				return usagef("--%s applies to --scenario %s only (the workload with an image model)", name, imageScenario)
+			}
+		}
+		return nil
+	}
+	c := netmodel.DefaultConfig()
+	size, err := netmodel.ParseSize(f.imageSize)
+	if err != nil {
+		return usagef("--image-size: %v", err)
+	}
+	c.ImageBytes = size
+	if c.ServerRate, err = netmodel.ParseRate(f.serverRate); err != nil {
+		return usagef("--server-rate: %v", err)
+	}
+	if c.NodeDown, err = netmodel.ParseRate(f.linkRate); err != nil {
+		return usagef("--link-rate: %v", err)
+	}
+	c.NodeUp = c.NodeDown
+	p.images = &c
+	return nil
 }
 
 // knobProblem says what is wrong with a knob's value without repeating the
@@ -302,6 +355,16 @@ func (p *simPlan) run(e *env, start time.Time) error {
 		Site: site, Capacity: sc.Capacity(), Span: sim.Span(tr.Jobs), Start: tr.Start,
 		Policy: p.policy.Name, Grace: p.grace, Patience: p.policy.Patience, Notice: tr.Notice,
 	}
+	if p.images != nil {
+		// The burst runs on the site's nodes, one VM per scan task.
+		c := *p.images
+		c.Nodes, c.CoresPerNode, c.VMs = len(hosts), int(hosts[0].Capacity.Cores), p.gen.BurstSize[1]
+		res, err := netmodel.Run(c)
+		if err != nil {
+			return err
+		}
+		sum.Images = &res
+	}
 	table := e.g.output == OutputTable
 	if table {
 		// The header first, so that a long run shows what it is doing.
@@ -353,6 +416,12 @@ func (p *simPlan) run(e *env, start time.Time) error {
 	if table {
 		if err := report.WriteTable(e.stdout, sum.Runs); err != nil {
 			return err
+		}
+		if sum.Images != nil {
+			fmt.Fprintln(e.stdout)
+			if err := report.WriteImages(e.stdout, sum.Images); err != nil {
+				return err
+			}
 		}
 	} else {
 		b, err := sum.JSON()

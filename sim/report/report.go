@@ -21,6 +21,7 @@ import (
 
 	"github.com/fairlease/fairlease/policies"
 	"github.com/fairlease/fairlease/sim/metrics"
+	"github.com/fairlease/fairlease/sim/netmodel"
 )
 
 // Run is one row of a comparison: a policy run and its metrics.
@@ -60,6 +61,9 @@ type Summary struct {
 	// Wall is the whole command's wall time: reading, every run, metrics.
 	Wall time.Duration
 	Runs []Run
+	// Images is the image-distribution model of the burst, for scenarios
+	// that have one; nil otherwise.
+	Images *netmodel.Result
 }
 
 // WriteHeader writes what was simulated, one fact a line. jsonFile names
@@ -220,6 +224,7 @@ type document struct {
 	Notice          string         `json:"notice,omitempty"`
 	WallSeconds     float64        `json:"wall_seconds"`
 	Policies        []policyJSON   `json:"policies"`
+	Images          *imagesJSON    `json:"images,omitempty"`
 }
 
 type policyJSON struct {
@@ -240,6 +245,7 @@ func (s *Summary) JSON() ([]byte, error) {
 		Policy: s.Policy, GraceSeconds: s.Grace.Seconds(), PatienceSeconds: s.Patience.Seconds(),
 		Notice: s.Notice, WallSeconds: s.Wall.Seconds(),
 		Policies: make([]policyJSON, 0, len(s.Runs)),
+		Images:   imagesDoc(s.Images),
 	}
 	if d.Skipped == nil {
 		d.Skipped = map[string]int{}
