@@ -2,15 +2,18 @@ package hostagent_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -66,10 +69,15 @@ type runningAgent struct {
 
 func startAgent(t *testing.T, brokers []string, join, host, dir string) *runningAgent {
 	t.Helper()
+	return startAgentCores(t, brokers, join, host, dir, 8)
+}
+
+func startAgentCores(t *testing.T, brokers []string, join, host, dir string, cores int64) *runningAgent {
+	t.Helper()
 	cfg := hostagent.DefaultConfig()
 	cfg.Brokers, cfg.JoinToken, cfg.Host, cfg.StateDir = brokers, join, host, dir
 	cfg.Heartbeat, cfg.ShutdownGrace = 200*time.Millisecond, time.Second
-	cfg.Cores, cfg.MemoryMiB = 8, 8192
+	cfg.Cores, cfg.MemoryMiB = cores, 8192
 	dial, err := httpbroker.Dialer(brokers)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +88,11 @@ func startAgent(t *testing.T, brokers []string, join, host, dir string) *running
 		cancel()
 		t.Fatal(err)
 	}
-	a, err := hostagent.New(cfg, dial, hv, slog.New(slog.DiscardHandler))
+	logger := slog.New(slog.DiscardHandler)
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	a, err := hostagent.New(cfg, dial, hv, logger)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -380,4 +392,128 @@ func TestCorruptImageFailsTheLease(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// slowBlobs lets image bytes through at rate bytes/s and counts the image
+// downloads per host credential.
+type slowBlobs struct {
+	next      http.Handler
+	rate      int64
+	mu        sync.Mutex
+	downloads map[string]int
+}
+
+func (s *slowBlobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasSuffix(r.URL.Path, "/blob") {
+		s.next.ServeHTTP(w, r)
+		return
+	}
+	s.mu.Lock()
+	s.downloads[r.Header.Get("Authorization")]++
+	s.mu.Unlock()
+	s.next.ServeHTTP(&throttled{ResponseWriter: w, rate: s.rate}, r)
+}
+
+type throttled struct {
+	http.ResponseWriter
+	rate  int64
+	start time.Time
+	sent  int64
+}
+
+// Write sends p, then waits until the bytes sent so far fit the rate.
+func (t *throttled) Write(p []byte) (int, error) {
+	if t.start.IsZero() {
+		t.start = time.Now()
+	}
+	n, err := t.ResponseWriter.Write(p)
+	t.sent += int64(n)
+	if ahead := time.Duration(t.sent*int64(time.Second)/t.rate) - time.Since(t.start); ahead > 0 {
+		time.Sleep(ahead)
+	}
+	return n, err
+}
+
+// TestClusterOnFourHostsColdImage: a 16-VM lease on 4 agents with an image
+// no host has: the lease shows the image phase while it downloads, and
+// each host downloads the image once, not once per VM.
+func TestClusterOnFourHostsColdImage(t *testing.T) {
+	f := apitest.NewFake()
+	a, err := api.New(api.Config{Backend: f, Logger: slog.New(slog.DiscardHandler), ImageDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := &slowBlobs{next: a.Handler(), rate: 16 << 20, downloads: map[string]int{}}
+	srv := httptest.NewServer(blobs)
+	defer srv.Close()
+	admin, _ := client.New(srv.URL, f.AddUser(t, "root", "", broker.RoleAdmin))
+	ada, _ := client.New(srv.URL, f.AddUser(t, "ada", "physics", broker.RoleUser))
+	// 32 MiB of incompressible bytes: two seconds at 16 MiB/s per host.
+	img := filepath.Join(t.TempDir(), "cold.raw")
+	data := make([]byte, 32<<20)
+	rand.Read(data)
+	if err := os.WriteFile(img, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fh, _ := os.Open(img)
+	if _, err := admin.PushImage(t.Context(), "cold", "raw", true, fh, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	jt, _ := admin.JoinToken(t.Context())
+	keeper, err := virt.Open(t.Context(), virt.Options{URI: "test:///default", Host: "keeper", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keeper.Close()
+	tag := time.Now().UnixNano()
+	for i := range 4 {
+		ag := startAgentCores(t, []string{srv.URL}, jt.Token, fmt.Sprintf("four-%d-%d", tag, i), t.TempDir(), 4)
+		defer ag.stop()
+	}
+	l, err := ada.CreateLease(t.Context(), api.LeaseRequest{Count: 16, Cores: 1, MemoryMiB: 256, Image: "cold", Duration: "10m"})
+	if err != nil || l.Decision.Kind != lease.Granted {
+		t.Fatalf("create: %v %+v", err, l)
+	}
+	hosts := map[string]bool{}
+	for _, v := range l.VMs {
+		hosts[v.Host] = true
+	}
+	if len(hosts) != 4 {
+		t.Fatalf("the 16 VMs landed on %d hosts, want 4", len(hosts))
+	}
+	var phase string
+	waitFor(t, 30*time.Second, "lease running", func() error {
+		got, err := ada.Lease(t.Context(), l.ID)
+		if err != nil {
+			return err
+		}
+		for _, v := range got.VMs {
+			if strings.HasPrefix(v.Phase, "image ") {
+				phase = v.Phase
+			}
+		}
+		if got.State != lease.StateRunning {
+			var vs []string
+			for _, v := range got.VMs {
+				vs = append(vs, v.Host+":"+v.State+"/"+v.Phase)
+			}
+			return fmt.Errorf("lease is %s: %v", got.State, vs)
+		}
+		return nil
+	})
+	if phase == "" {
+		t.Error("the lease never showed an image phase while its hosts downloaded")
+	}
+	t.Logf("phase seen: %q", phase)
+	blobs.mu.Lock()
+	defer blobs.mu.Unlock()
+	if len(blobs.downloads) != 4 {
+		t.Errorf("%d hosts downloaded the image, want 4", len(blobs.downloads))
+	}
+	for who, n := range blobs.downloads {
+		if n != 1 {
+			t.Errorf("a host downloaded the image %d times (%s…)", n, who[:min(len(who), 20)])
+		}
+	}
 }
