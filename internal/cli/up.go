@@ -151,9 +151,6 @@ func runUp(e *env, fl upFlags) error {
 	if err != nil {
 		return failure(err, "")
 	}
-	if err := writeEnv(envFile, apiAddr, token); err != nil {
-		return failure(err, "")
-	}
 	capacity := lease.Resources{Cores: fl.hostCores, MemoryMiB: int64(mem >> 20)}
 	var hostsErr <-chan error
 	site := fmt.Sprintf("%d simulated hosts × %d cores / %s", fl.hosts, fl.hostCores, humanize.IBytes(mem))
@@ -171,6 +168,14 @@ func runUp(e *env, fl upFlags) error {
 		site = fmt.Sprintf("%d host agents (%s driver), agent state in %s", fl.hosts, fl.driver, filepath.Join(fl.data, "agents"))
 	}
 
+	// up.env is the sign that the site is ready: written once its hosts
+	// are there, so that a script that waits for it can lease at once.
+	if err := waitHosts(ctx, s, fl.hosts); err != nil {
+		return failure(fmt.Errorf("local site: %w", err), "")
+	}
+	if err := writeEnv(envFile, apiAddr, token); err != nil {
+		return failure(err, "")
+	}
 	fmt.Fprintf(e.stdout, "fairlease up: broker ready\n")
 	fmt.Fprintf(e.stdout, "  api      %s   (openapi: %s/v1/openapi.json)\n", apiAddr, apiAddr)
 	fmt.Fprintf(e.stdout, "  metrics  %s/metrics\n", apiAddr)
@@ -193,6 +198,35 @@ func runUp(e *env, fl upFlags) error {
 			return nil
 		}
 		return failure(fmt.Errorf("local site: %w", err), "")
+	}
+}
+
+// waitHosts waits until the site has n hosts up.
+func waitHosts(ctx context.Context, s *server.Server, n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		up := 0
+		if err := s.Read(ctx, false, func(st *broker.State) error {
+			for _, h := range st.Hosts() {
+				if h.State == broker.HostUp {
+					up++
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if up >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d hosts up after 30 s", up, n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
