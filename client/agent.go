@@ -145,3 +145,13 @@ func (c *Client) stream(ctx context.Context, path string, q url.Values) (io.Read
 func (c *Client) ShareImage(ctx context.Context, name string, r api.ShareRequest) (*broker.Image, error) {
 	return call[broker.Image](ctx, c, http.MethodPut, "/v1/images/"+url.PathEscape(name)+"/share", nil, r)
 }
+
+// ImageTorrent returns the caller's .torrent of image name.
+func (c *Client) ImageTorrent(ctx context.Context, name string) ([]byte, error) {
+	rc, err := c.stream(ctx, "/v1/images/"+url.PathEscape(name)+"/torrent", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, 16<<20))
+}

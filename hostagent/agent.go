@@ -55,6 +55,8 @@ type Agent struct {
 	// prefetching maps the cache owner of each lease whose image is
 	// fetched ahead of its start to the image's name.
 	prefetching map[string]string
+	// peers fetches and serves images over the swarm (nil: broker only).
+	peers *swarmPeers
 }
 
 // New checks cfg, creates the state and cache directories, opens the
@@ -102,6 +104,12 @@ func New(cfg Config, dial Dialer, hv Hypervisor, logger *slog.Logger) (*Agent, e
 	if a.cache, err = OpenCache(cfg.CacheDir, cfg.CacheLimit, open, a.log); err != nil {
 		return nil, fmt.Errorf("hostagent: %w", err)
 	}
+	if cfg.SwarmListen != "" {
+		if a.peers, err = newSwarmPeers(cfg, func() Broker { return a.broker }); err != nil {
+			return nil, fmt.Errorf("hostagent: %w", err)
+		}
+		a.cache.UsePeers(a.peers)
+	}
 	return a, nil
 }
 
@@ -146,11 +154,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-served
 	}()
 
+	if a.peers != nil {
+		defer a.peers.close()
+	}
 	if err := a.register(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
+	}
+	if a.peers != nil {
+		a.workers.Go(func() {
+			if err := a.peers.seedCached(ctx, a.cache); err != nil {
+				a.log.Warn("swarm: seed cached images", "err", err)
+			}
+		})
 	}
 	close(a.ready)
 	a.log.Info("agent ready", "addr", addr, "brokers", a.cfg.Brokers)

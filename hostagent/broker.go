@@ -44,6 +44,10 @@ type Broker interface {
 	Image(ctx context.Context, name string) (broker.Image, error)
 	// OpenImage streams an image's bytes by digest.
 	OpenImage(ctx context.Context, digest string) (io.ReadCloser, error)
+	// Torrent is the host's .torrent of image name, through which it
+	// fetches the image from other hosts (an error when the broker runs
+	// no swarm).
+	Torrent(ctx context.Context, name string) ([]byte, error)
 }
 
 // Dialer makes a Broker that authenticates with token (a join token

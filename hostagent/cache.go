@@ -37,6 +37,8 @@ type Cache struct {
 	limit int64
 	open  OpenFunc
 	log   *slog.Logger
+	// peers, when set, fetches images from other hosts first.
+	peers Peers
 
 	mu       sync.Mutex
 	images   map[string]*cached // by digest
@@ -204,10 +206,53 @@ func (c *Cache) makeRoomLocked(im broker.Image) error {
 	return nil
 }
 
+// Peers fetches images from other hosts' caches (a swarm) rather than from
+// the broker alone.
+type Peers interface {
+	// Fetch writes im to dest (its final place: the peers go on being
+	// served from it), calling progress as bytes arrive.
+	Fetch(ctx context.Context, im broker.Image, dest string, progress func(done, total int64)) error
+	// Forget stops serving digest, before its file goes.
+	Forget(digest string)
+}
+
+// UsePeers makes the cache fetch through p first, falling back to the
+// broker when p fails.
+func (c *Cache) UsePeers(p Peers) {
+	c.mu.Lock()
+	c.peers = p
+	c.mu.Unlock()
+}
+
+// fromPeers fetches im through the peers straight into place and checks
+// it; on failure nothing stays.
+func (c *Cache) fromPeers(ctx context.Context, p Peers, im broker.Image, got *atomic.Int64) (string, error) {
+	path := c.path(im.Digest, im.Format)
+	err := p.Fetch(ctx, im, path, func(done, _ int64) { got.Store(done) })
+	if err == nil {
+		var sum string
+		if sum, err = hashFile(path); err == nil && sum != im.Digest {
+			err = fmt.Errorf("image %s failed its checksum: got %s, want %s; re-push the image", im.Name, sum, im.Digest)
+		}
+	}
+	if err == nil {
+		err = writeFileAtomic(c.marker(im.Digest), []byte(strconv.FormatInt(im.Size, 10)+"\n"), 0o644)
+	}
+	if err != nil {
+		p.Forget(im.Digest)
+		os.Remove(path)
+		return "", err
+	}
+	return path, nil
+}
+
 // removeLocked deletes an image, its marker first: an image without a
 // marker is verified again at start, a marker without an image is dropped.
 func (c *Cache) removeLocked(digest string) error {
 	e := c.images[digest]
+	if c.peers != nil {
+		c.peers.Forget(digest)
+	}
 	if err := os.Remove(c.marker(digest)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -221,6 +266,20 @@ func (c *Cache) removeLocked(digest string) error {
 // download fetches im into a temporary file, checks its size and SHA-256
 // and renames it into place; on any failure the temporary file goes.
 func (c *Cache) download(ctx context.Context, im broker.Image, got *atomic.Int64) (path string, err error) {
+	c.mu.Lock()
+	peers := c.peers
+	c.mu.Unlock()
+	if peers != nil && im.InfoHash != "" {
+		p, err := c.fromPeers(ctx, peers, im, got)
+		if err == nil {
+			return p, nil
+		}
+		if ctx.Err() != nil {
+			return "", retryable{fmt.Errorf("fetch image %s: %w", im.Name, ctx.Err())}
+		}
+		c.log.Warn("fetch image from the swarm failed; fetching it from the broker", "image", im.Name, "err", err)
+		got.Store(0)
+	}
 	body, err := c.open(ctx, im.Digest)
 	if err != nil {
 		err = fmt.Errorf("fetch image %s from the broker: %w", im.Name, err)

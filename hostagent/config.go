@@ -37,6 +37,10 @@ type Config struct {
 	// Bridge is the host bridge each VM's NIC joins (the VMs' addresses
 	// are the broker's); empty means VMs get no NIC.
 	Bridge string
+	// SwarmListen is where the host's BitTorrent peer listens, to fetch
+	// images from other hosts and serve them; empty means images come
+	// from the broker only.
+	SwarmListen string
 	// Listen is the address of the console log server.
 	Listen        string
 	Heartbeat     time.Duration

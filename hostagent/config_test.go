@@ -20,7 +20,7 @@ func TestLoadConfigExample(t *testing.T) {
 		Brokers:   []string{"http://broker1:7070", "http://broker2:7070", "http://broker3:7070"},
 		JoinToken: "fl_join_0123456789abcdef", Host: "rack1-node07", Driver: "qemu", LibvirtURI: "qemu:///system",
 		StateDir: "/var/lib/fairlease", CacheDir: "/var/cache/fairlease/images", CacheLimit: 200 << 30,
-		Cores: 62, MemoryMiB: 240 << 10, Bridge: "br0", Listen: "0.0.0.0:7071", Heartbeat: 5 * time.Second, ShutdownGrace: 30 * time.Second,
+		Cores: 62, MemoryMiB: 240 << 10, Bridge: "br0", SwarmListen: "0.0.0.0:6881", Listen: "0.0.0.0:7071", Heartbeat: 5 * time.Second, ShutdownGrace: 30 * time.Second,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("LoadConfig (-want +got):\n%s", diff)
@@ -44,7 +44,7 @@ func TestParseConfig(t *testing.T) {
 			want: Config{Brokers: []string{"b:7070"}, Host: hostname, Driver: "qemu", LibvirtURI: "qemu:///system", MemoryMiB: 2048, CacheLimit: 1500000000,
 				StateDir: "/s", CacheDir: "/s/cache", Listen: "127.0.0.1:0", Heartbeat: 5 * time.Second, ShutdownGrace: 30 * time.Second}},
 		"unknown key": {in: minimal + "heartbeats = \"1s\"\n",
-			wantErr: "agent.toml:3: heartbeats: unknown key (did you mean heartbeat? known keys: bridge, brokers, cache_dir, cache_limit, cores, driver, heartbeat, host, join_token, libvirt_uri, listen, memory, shutdown_grace, state_dir)"},
+			wantErr: "agent.toml:3: heartbeats: unknown key (did you mean heartbeat? known keys: bridge, brokers, cache_dir, cache_limit, cores, driver, heartbeat, host, join_token, libvirt_uri, listen, memory, shutdown_grace, state_dir, swarm_listen)"},
 		"unknown table": {in: minimal + "[tls]\ncert = \"x\"\n", wantErr: "agent.toml:3: tls: unknown key"},
 		"first problem in the file": {in: "cores = \"many\"\n" + minimal + "driver = 3\n",
 			wantErr: "agent.toml:1: cores: must be an integer, got string \"many\""},

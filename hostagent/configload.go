@@ -153,14 +153,15 @@ var configKeys = map[string]func(c *Config, v any) error{
 		}
 		return nil
 	},
-	"join_token":  stringKey(func(c *Config) *string { return &c.JoinToken }),
-	"host":        stringKey(func(c *Config) *string { return &c.Host }),
-	"driver":      stringKey(func(c *Config) *string { return &c.Driver }),
-	"libvirt_uri": stringKey(func(c *Config) *string { return &c.LibvirtURI }),
-	"cache_dir":   stringKey(func(c *Config) *string { return &c.CacheDir }),
-	"state_dir":   stringKey(func(c *Config) *string { return &c.StateDir }),
-	"listen":      stringKey(func(c *Config) *string { return &c.Listen }),
-	"bridge":      stringKey(func(c *Config) *string { return &c.Bridge }),
+	"join_token":   stringKey(func(c *Config) *string { return &c.JoinToken }),
+	"host":         stringKey(func(c *Config) *string { return &c.Host }),
+	"driver":       stringKey(func(c *Config) *string { return &c.Driver }),
+	"libvirt_uri":  stringKey(func(c *Config) *string { return &c.LibvirtURI }),
+	"cache_dir":    stringKey(func(c *Config) *string { return &c.CacheDir }),
+	"state_dir":    stringKey(func(c *Config) *string { return &c.StateDir }),
+	"listen":       stringKey(func(c *Config) *string { return &c.Listen }),
+	"bridge":       stringKey(func(c *Config) *string { return &c.Bridge }),
+	"swarm_listen": stringKey(func(c *Config) *string { return &c.SwarmListen }),
 	"cache_limit": func(c *Config, v any) error {
 		s, ok := v.(string)
 		if !ok {

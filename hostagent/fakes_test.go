@@ -242,6 +242,10 @@ func (c *fakeConn) Image(ctx context.Context, name string) (broker.Image, error)
 	return im, nil
 }
 
+func (c *fakeConn) Torrent(ctx context.Context, name string) ([]byte, error) {
+	return nil, errors.New("this broker runs no swarm")
+}
+
 func (c *fakeConn) OpenImage(ctx context.Context, digest string) (io.ReadCloser, error) {
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()

@@ -1,6 +1,7 @@
 package hostagent_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -74,10 +75,16 @@ func startAgent(t *testing.T, brokers []string, join, host, dir string) *running
 
 func startAgentCores(t *testing.T, brokers []string, join, host, dir string, cores int64) *runningAgent {
 	t.Helper()
+	return startAgentWith(t, brokers, join, host, dir, cores, "")
+}
+
+func startAgentWith(t *testing.T, brokers []string, join, host, dir string, cores int64, swarmListen string) *runningAgent {
+	t.Helper()
 	cfg := hostagent.DefaultConfig()
 	cfg.Brokers, cfg.JoinToken, cfg.Host, cfg.StateDir = brokers, join, host, dir
 	cfg.Heartbeat, cfg.ShutdownGrace = 200*time.Millisecond, time.Second
 	cfg.Cores, cfg.MemoryMiB = cores, 8192
+	cfg.SwarmListen = swarmListen
 	dial, err := httpbroker.Dialer(brokers)
 	if err != nil {
 		t.Fatal(err)
@@ -515,5 +522,62 @@ func TestClusterOnFourHostsColdImage(t *testing.T) {
 		if n != 1 {
 			t.Errorf("a host downloaded the image %d times (%s…)", n, who[:min(len(who), 20)])
 		}
+	}
+}
+
+// TestClusterOverSwarm: with the image store seeding and agents in the
+// swarm, four hosts fetch a cold image from each other and the store, not
+// from the broker's blob route, and the cluster runs.
+func TestClusterOverSwarm(t *testing.T) {
+	f := apitest.NewFake()
+	srv := httptest.NewUnstartedServer(nil)
+	url := "http://" + srv.Listener.Addr().String()
+	a, err := api.New(api.Config{Backend: f, Logger: slog.New(slog.DiscardHandler), ImageDir: t.TempDir(),
+		SwarmListen: "127.0.0.1:0", SwarmInterval: time.Second, PublicURL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	counts := &slowBlobs{next: a.Handler(), rate: 1 << 40, downloads: map[string]int{}}
+	srv.Config.Handler = counts
+	srv.Start()
+	defer srv.Close()
+	admin, _ := client.New(url, f.AddUser(t, "root", "", broker.RoleAdmin))
+	ada, _ := client.New(url, f.AddUser(t, "ada", "physics", broker.RoleUser))
+	data := make([]byte, 24<<20)
+	rand.Read(data)
+	im, err := admin.PushImage(t.Context(), "cold", "raw", true, bytes.NewReader(data), int64(len(data)))
+	if err != nil || im.InfoHash == "" {
+		t.Fatalf("push: %v %+v", err, im)
+	}
+	jt, _ := admin.JoinToken(t.Context())
+	keeper, err := virt.Open(t.Context(), virt.Options{URI: "test:///default", Host: "keeper", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keeper.Close()
+	tag := time.Now().UnixNano()
+	var dirs []string
+	for i := range 4 {
+		dir := t.TempDir()
+		dirs = append(dirs, dir)
+		ag := startAgentWith(t, []string{url}, jt.Token, fmt.Sprintf("swarm-%d-%d", tag, i), dir, 4, "127.0.0.1:0")
+		defer ag.stop()
+	}
+	l, err := ada.CreateLease(t.Context(), api.LeaseRequest{Count: 16, Cores: 1, MemoryMiB: 256, Image: "cold", Duration: "10m"})
+	if err != nil || l.Decision.Kind != lease.Granted {
+		t.Fatalf("create: %v %+v", err, l)
+	}
+	waitFor(t, 60*time.Second, "lease running", leaseRunning(t, ada, l.ID))
+	for _, dir := range dirs {
+		got, err := os.ReadFile(filepath.Join(dir, "cache", im.Digest+".raw"))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("host cache %s: %v, %d bytes", dir, err, len(got))
+		}
+	}
+	counts.mu.Lock()
+	defer counts.mu.Unlock()
+	if len(counts.downloads) != 0 {
+		t.Errorf("hosts fell back to the broker's blob route: %v", counts.downloads)
 	}
 }

@@ -67,6 +67,12 @@ type Config struct {
 	// push (DefaultMaxImageSize when 0).
 	ImageDir     string
 	MaxImageSize int64
+	// SwarmListen, when set (with ImageDir), makes this node seed its
+	// images over BitTorrent from that address and serve the tracker and
+	// web seeds; PublicURL is the base URL peers reach this API at.
+	SwarmListen   string
+	SwarmInterval time.Duration
+	PublicURL     string
 }
 
 // API serves the broker's HTTP API.
@@ -77,6 +83,7 @@ type API struct {
 	mux     *http.ServeMux
 	handler http.Handler
 	metrics *metrics
+	swarm   *swarmPeers
 }
 
 // New builds the API.
@@ -106,6 +113,12 @@ func New(cfg Config) (*API, error) {
 	}
 	installErrors()
 	a := &API{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), metrics: m}
+	if cfg.SwarmListen != "" && cfg.PublicURL == "" {
+		return nil, errors.New("api: a swarm needs the node's public URL (PublicURL) for its announce URLs")
+	}
+	if err := a.startSwarm(); err != nil {
+		return nil, err
+	}
 
 	hc := huma.Config{
 		OpenAPI: &huma.OpenAPI{

@@ -104,6 +104,9 @@ func (a *API) imageRoutes() {
 
 	a.mux.HandleFunc("POST /v1/images", a.uploadImage)
 	a.mux.HandleFunc("GET /v1/images/{digest}/blob", a.imageBlob)
+	a.mux.HandleFunc("GET /v1/images/{name}/torrent", a.imageTorrent)
+	a.mux.HandleFunc("GET /v1/swarm/announce/{token}", a.announce)
+	a.mux.HandleFunc("GET /v1/swarm/webseed/{token}/{digest}", a.webSeed)
 	a.mux.HandleFunc("GET /v1/leases/{id}/vms/{index}/log", a.vmLog)
 	a.documentPlainRoutes()
 }
@@ -205,6 +208,25 @@ func (a *API) documentPlainRoutes() {
 		Security:   bearer,
 		Parameters: []*huma.Param{{Name: "digest", In: "path", Required: true, Schema: str}},
 		Responses:  withDefault(errs, "200", "The image's bytes"),
+	})
+	oapi.AddOperation(&huma.Operation{
+		OperationID: "image-torrent", Method: http.MethodGet, Path: "/v1/images/{name}/torrent", Tags: []string{"images"},
+		Summary:    "The caller's .torrent of an image: its announce URL and web seed carry the caller's swarm token",
+		Security:   bearer,
+		Parameters: []*huma.Param{{Name: "name", In: "path", Required: true, Schema: str}},
+		Responses:  withDefault(errs, "200", "application/x-bittorrent"),
+	})
+	oapi.AddOperation(&huma.Operation{
+		OperationID: "swarm-announce", Method: http.MethodGet, Path: "/v1/swarm/announce/{token}", Tags: []string{"images"},
+		Summary:    "BitTorrent tracker announce (BEP 3, compact BEP 23); the token comes from a .torrent",
+		Parameters: []*huma.Param{{Name: "token", In: "path", Required: true, Schema: str}},
+		Responses:  map[string]*huma.Response{"200": {Description: "A bencoded reply (a refusal too, as BEP 3 asks)"}},
+	})
+	oapi.AddOperation(&huma.Operation{
+		OperationID: "swarm-webseed", Method: http.MethodGet, Path: "/v1/swarm/webseed/{token}/{digest}", Tags: []string{"images"},
+		Summary:    "BEP 19 web seed of an image, for holders of a swarm token entitled to it",
+		Parameters: []*huma.Param{{Name: "token", In: "path", Required: true, Schema: str}, {Name: "digest", In: "path", Required: true, Schema: str}},
+		Responses:  map[string]*huma.Response{"200": {Description: "The image's bytes (ranges supported)"}, "404": {Description: "No such image for this token"}},
 	})
 	oapi.AddOperation(&huma.Operation{
 		OperationID: "vm-log", Method: http.MethodGet, Path: "/v1/leases/{id}/vms/{index}/log", Tags: []string{"leases"},
@@ -356,6 +378,11 @@ func (a *API) storeImage(r *http.Request, u broker.User) (broker.Image, error) {
 	if err := os.Rename(tmp.Name(), filepath.Join(a.cfg.ImageDir, im.Digest)); err != nil {
 		return im, fmt.Errorf("image store: %w", err)
 	}
+	if a.swarm != nil {
+		if err := a.manifest(&im); err != nil {
+			return im, err
+		}
+	}
 	key, err := a.siteKey(r.Context())
 	if err != nil {
 		return im, err
@@ -367,6 +394,9 @@ func (a *API) storeImage(r *http.Request, u broker.User) (broker.Image, error) {
 	}
 	a.log.InfoContext(r.Context(), "change", "audit", true, "actor", u.Name, "action", "image.push", "target", im.Name,
 		"digest", im.Digest, "size", im.Size)
+	if err := a.seedImage(r.Context(), im); err != nil {
+		a.log.WarnContext(r.Context(), "swarm: seed image; hosts fetch it from the broker instead", "image", im.Name, "err", err)
+	}
 	err = a.read(r.Context(), false, func(st *broker.State) error {
 		im, _ = st.Image(im.Name)
 		return nil

@@ -60,6 +60,9 @@ type APIParams struct {
 	// DataDir is the node's data directory; the API keeps pushed images
 	// under it.
 	DataDir string
+	// PublicURL is how peers and clients reach this API; SwarmListen,
+	// when set, where its image store seeds over BitTorrent.
+	PublicURL, SwarmListen string
 }
 
 // APIStarter starts the HTTP API and serves until ctx ends. The CLI's

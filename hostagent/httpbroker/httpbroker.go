@@ -178,3 +178,19 @@ func (b *Broker) OpenImage(ctx context.Context, digest string) (io.ReadCloser, e
 	}
 	return nil, fmt.Errorf("image %s: %w", digest, err)
 }
+
+// Torrent returns the host's .torrent of image name, from the node that
+// holds the image.
+func (b *Broker) Torrent(ctx context.Context, name string) ([]byte, error) {
+	var err error
+	for i := range b.nodes {
+		var t []byte
+		if t, err = b.nodes[(int(b.cur.Load())+i)%len(b.nodes)].ImageTorrent(ctx, name); err == nil {
+			return t, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("torrent of image %s: %w", name, err)
+}

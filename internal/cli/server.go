@@ -39,6 +39,9 @@ type serverFile struct {
 	APIAddr   string `toml:"api_addr"`
 	TLSCert   string `toml:"tls_cert"`
 	TLSKey    string `toml:"tls_key"`
+	// SwarmListen is where this node's image store seeds over BitTorrent
+	// (empty: hosts fetch images over HTTP only).
+	SwarmListen string `toml:"swarm_listen"`
 
 	Bootstrap         bool          `toml:"bootstrap"`
 	Peers             []server.Peer `toml:"peers"`
@@ -313,7 +316,8 @@ func runServer(e *env, f serverFile) error {
 	}
 	fmt.Fprintf(e.stdout, "fairlease server %s: raft %s, api %s, data %s\n", cfg.ID, s.RaftAddr(), apiAddr, cfg.DataDir)
 	p := server.APIParams{Backend: s, Internal: s.InternalHandler(), Registry: s.Registry(),
-		Addr: ln.Addr().String(), TLSCert: f.TLSCert, TLSKey: f.TLSKey, DataDir: cfg.DataDir}
+		Addr: ln.Addr().String(), TLSCert: f.TLSCert, TLSKey: f.TLSKey, DataDir: cfg.DataDir,
+		PublicURL: apiAddr, SwarmListen: f.SwarmListen}
 	var serveErr error
 	if startAPI != nil {
 		ln.Close() // the API binds the address itself

@@ -134,18 +134,21 @@ func runUp(e *env, fl upFlags) error {
 	defer s.Close()
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
-	p := server.APIParams{Backend: s, Internal: s.InternalHandler(), Registry: s.Registry(), Addr: ln.Addr().String(), DataDir: fl.data}
+	p := server.APIParams{Backend: s, Internal: s.InternalHandler(), Registry: s.Registry(), Addr: ln.Addr().String(), DataDir: fl.data,
+		PublicURL: apiAddr, SwarmListen: "127.0.0.1:0"}
 	a, err := api.New(apiConfig(p))
 	if err != nil {
 		ln.Close()
 		return failure(err, "")
 	}
+	defer a.Close()
 	apiErr := make(chan error, 1)
 	go func() { apiErr <- a.ServeListener(ctx, ln, "", "") }()
 
 	if err := waitLeader(ctx, s); err != nil {
 		return failure(err, "")
 	}
+	go a.SeedAll(ctx)
 	envFile := filepath.Join(fl.data, "up.env")
 	token, err := adminToken(ctx, s, envFile)
 	if err != nil {

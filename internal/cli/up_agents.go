@@ -43,6 +43,7 @@ func startAgents(ctx context.Context, s *server.Server, fl upFlags, apiAddr stri
 		cfg.StateDir = filepath.Join(fl.data, "agents", cfg.Host)
 		cfg.Cores, cfg.MemoryMiB = capacity.Cores, capacity.MemoryMiB
 		cfg.Heartbeat = 2 * time.Second
+		cfg.SwarmListen = "127.0.0.1:0"
 		cfg.ShutdownGrace = 10 * time.Second
 		go func() {
 			errs <- runAgent(ctx, cfg, log.With("host", cfg.Host), func(*hostagent.Agent) { ready <- struct{}{} })

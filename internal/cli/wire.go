@@ -13,7 +13,13 @@ import (
 func init() { startAPI = serveAPI }
 
 func serveAPI(ctx context.Context, p server.APIParams) error {
-	return api.Start(ctx, apiConfig(p), p.Addr, p.TLSCert, p.TLSKey)
+	a, err := api.New(apiConfig(p))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	go a.SeedAll(ctx)
+	return a.Serve(ctx, p.Addr, p.TLSCert, p.TLSKey)
 }
 
 func apiConfig(p server.APIParams) api.Config {
@@ -22,8 +28,8 @@ func apiConfig(p server.APIParams) api.Config {
 		images = filepath.Join(p.DataDir, "images")
 	}
 	return api.Config{
-		ImageDir: images,
-		Backend:  p.Backend, Internal: p.Internal,
+		ImageDir: images, PublicURL: p.PublicURL, SwarmListen: p.SwarmListen,
+		Backend: p.Backend, Internal: p.Internal,
 		Registerer: p.Registry, Gatherer: p.Registry, Version: Version,
 		Unavailable: server.Unavailable, LeaderAPI: server.LeaderAPI,
 	}
