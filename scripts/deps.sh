@@ -2,6 +2,8 @@
 # Installs the Debian packages fairlease needs, when they are missing:
 #   deps.sh runtime   libvirt's library (host agents, --driver test) and qemu-img
 #   deps.sh qemu      runtime + libvirtd and QEMU, for real VMs (--driver qemu)
+#   deps.sh ci        qemu + what the tests use besides: aria2c (a third-party
+#                     BitTorrent client) and iproute2 (network namespaces)
 # As root it installs them; otherwise it names them and fails.
 set -eu
 level=${1:-runtime}
@@ -9,8 +11,9 @@ pkgs="libvirt0 qemu-utils"
 case "$level" in
 runtime) ;;
 qemu) pkgs="$pkgs libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86" ;;
+ci) pkgs="$pkgs libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 aria2 iproute2" ;;
 *)
-	echo "deps.sh: unknown level $level (runtime or qemu)" >&2
+	echo "deps.sh: unknown level $level (runtime, qemu or ci)" >&2
 	exit 2
 	;;
 esac
