@@ -93,6 +93,7 @@ BoltDB with fsync, data in a temporary directory) and measures it.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newBenchAdmissionCmd(e), newBenchFailoverCmd(e))
+	cmd.AddCommand(newBenchSwarmCmd(e), newBenchSwarmNodeCmd(e))
 	return cmd
 }
 
