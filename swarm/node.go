@@ -7,9 +7,10 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,10 +44,10 @@ type NodeConfig struct {
 	// ID names the node in logs and, when Count is 0, picks its stagger slot.
 	ID string
 	// Index of Count: this node is one of Count nodes that start fetching
-	// the same image at once (the broker knows which). It first asks for
-	// pieces [Index·n/Count, (Index+1)·n/Count) of the n pieces, so a cold
-	// burst spreads over the image instead of all asking the seed for piece
-	// 0. Count 0 means a slot of 16 chosen by hashing ID.
+	// the same image at once (the broker knows which). It fetches its own
+	// slot of the n pieces, [Index·n/Count, (Index+1)·n/Count), first, so a
+	// cold burst spreads over the image (see piecePlan). Count 0 means a
+	// slot of 16 chosen by hashing ID.
 	Index, Count int
 	// NoStagger keeps anacrolix's stock order (rarest first, then by index).
 	// For comparison only.
@@ -234,6 +235,14 @@ func verifyAll(ctx context.Context, t *torrent.Torrent) error {
 	for range 2 {
 		go func() {
 			for i := range next {
+				// anacrolix leaks its client lock if a dropped torrent's
+				// piece is verified: do not ask once it is closed.
+				select {
+				case <-t.Closed():
+					errs <- errors.New("torrent dropped while verifying")
+					return
+				default:
+				}
 				if err := t.Piece(i).VerifyDataContext(ctx); err != nil {
 					errs <- fmt.Errorf("piece %d: %w", i, err)
 					return
@@ -567,7 +576,8 @@ type Stats struct {
 	Wasted int64
 	// HashFailures counts pieces that failed verification after download.
 	HashFailures int64
-	// Banned lists the IPs this node refuses (anacrolix bans by IP).
+	// Banned lists the IPs this node refuses (anacrolix bans by IP, for
+	// every torrent of the node).
 	Banned []string
 	// SeedFirst and SeedHeld count chunk reads the seed gate passed as a
 	// first copy or held as a repeat (origin seeds only).
@@ -610,7 +620,7 @@ func (n *Node) Stats(infoHash string) (Stats, error) {
 		FromWebSeeds: ts.WebSeeds.BytesReadUsefulData.Int64(),
 		Wasted:       ts.BytesReadData.Int64() - ts.BytesReadUsefulData.Int64(),
 		HashFailures: ts.PiecesDirtiedBad.Int64(),
-		Banned:       n.cl.BadPeerIPs(),
+		Banned:       bannedIPs(n.cl.BadPeerIPs()),
 	}
 	if g := nt.slot.gate; g != nil {
 		st.SeedFirst, st.SeedHeld = g.first.Load(), g.held.Load()
@@ -636,8 +646,7 @@ func (n *Node) Stats(infoHash string) (Stats, error) {
 			Pieces:     ps.RemotePieceCount,
 		})
 	}
-	sort.Slice(st.Peers, func(i, j int) bool { return st.Peers[i].Addr < st.Peers[j].Addr })
-	sort.Strings(st.Banned)
+	slices.SortFunc(st.Peers, func(a, b PeerStats) int { return strings.Compare(a.Addr, b.Addr) })
 	return st, nil
 }
 
@@ -656,4 +665,20 @@ func verifiedBytes(t *torrent.Torrent) int64 {
 		i += run.Length
 	}
 	return n
+}
+
+// bannedIPs normalizes anacrolix's list, which may hold an IPv4 address
+// both plain and IPv4-mapped.
+func bannedIPs(ips []string) []string {
+	var out []string
+	for _, s := range ips {
+		if a, err := netip.ParseAddr(s); err == nil {
+			s = a.Unmap().String()
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
