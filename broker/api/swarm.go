@@ -45,6 +45,7 @@ func (a *API) startSwarm() error {
 	}
 	cfg := swarm.DefaultNodeConfig()
 	cfg.DataDir, cfg.ListenAddr, cfg.Logger, cfg.ID = filepath.Join(a.cfg.ImageDir, ".swarm"), a.cfg.SwarmListen, a.log, "store"
+	cfg.Origin = true // the image server: the gate keeps its repeats for peers
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("swarm: %w", err)
 	}

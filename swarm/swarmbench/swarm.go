@@ -161,6 +161,7 @@ func runSwarmSeed(ctx context.Context, spec NodeSpec, c *conn) error {
 	cfg.DataDir = filepath.Join(spec.Dir, "data")
 	cfg.ListenAddr = net.JoinHostPort(spec.Addr, peerPort)
 	cfg.ID = procLabel(0)
+	cfg.Origin = true // the image server: peers tell it apart, its gate holds repeats
 	cfg.Logger = nodeLogger()
 	node, err := swarm.NewNode(cfg)
 	if err != nil {
