@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/fairlease/fairlease/policies"
 )
 
 // Config is what an agent needs to know of its host and its broker.
@@ -80,34 +82,9 @@ func (c Config) withDefaults() Config {
 }
 
 // ConfigError is a problem with a configuration, located so that a person
-// can fix it: the file and line (when it came from a file) and the key.
-type ConfigError struct {
-	File string
-	Line int // 1-based; 0 when unknown
-	Key  string
-	Msg  string
-	Err  error
-}
-
-// Error formats as file:line: key: message, leaving out what is unknown.
-func (e *ConfigError) Error() string {
-	var b strings.Builder
-	switch {
-	case e.File != "" && e.Line > 0:
-		fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
-	case e.File != "":
-		b.WriteString(e.File + ": ")
-	case e.Line > 0:
-		fmt.Fprintf(&b, "line %d: ", e.Line)
-	}
-	if e.Key != "" {
-		b.WriteString(e.Key + ": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-func (e *ConfigError) Unwrap() error { return e.Err }
+// can fix it: the file and line (when it came from a file) and the key. It
+// is the site policy's error, so both files report alike.
+type ConfigError = policies.LoadError
 
 // Validate checks c, returning the first problem as a *ConfigError naming
 // its key.

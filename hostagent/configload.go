@@ -14,6 +14,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/dustin/go-humanize"
+
+	"github.com/fairlease/fairlease/policies"
 )
 
 // LoadConfig reads the agent's TOML file at path; see ParseConfig.
@@ -65,7 +67,7 @@ func parseConfig(r io.Reader) (Config, error) {
 		set, ok := configKeys[k]
 		if !ok {
 			errs = append(errs, &ConfigError{Key: k, Line: line(md, top[k]),
-				Msg: fmt.Sprintf("unknown key (%sknown keys: %s)", suggest(k, known), strings.Join(known, ", "))})
+				Msg: fmt.Sprintf("unknown key (%sknown keys: %s)", policies.Suggest(k, known), strings.Join(known, ", "))})
 			continue
 		}
 		if err := md.PrimitiveDecode(top[k], &leaf{set: set, c: &c}); err != nil {
@@ -141,13 +143,13 @@ var configKeys = map[string]func(c *Config, v any) error{
 	"brokers": func(c *Config, v any) error {
 		list, ok := v.([]any)
 		if !ok {
-			return fmt.Errorf(`must be a list of URLs, like ["http://broker1:7070"], got %s`, describe(v))
+			return fmt.Errorf(`must be a list of URLs, like ["http://broker1:7070"], got %s`, policies.Describe(v))
 		}
 		c.Brokers = nil
 		for _, e := range list {
 			s, ok := e.(string)
 			if !ok {
-				return fmt.Errorf("must list strings, got %s", describe(e))
+				return fmt.Errorf("must list strings, got %s", policies.Describe(e))
 			}
 			c.Brokers = append(c.Brokers, s)
 		}
@@ -165,7 +167,7 @@ var configKeys = map[string]func(c *Config, v any) error{
 	"cache_limit": func(c *Config, v any) error {
 		s, ok := v.(string)
 		if !ok {
-			return fmt.Errorf(`must be a size like "20GiB", got %s`, describe(v))
+			return fmt.Errorf(`must be a size like "20GiB", got %s`, policies.Describe(v))
 		}
 		n, err := parseBytes(s)
 		if err == nil && n == 0 {
@@ -177,7 +179,7 @@ var configKeys = map[string]func(c *Config, v any) error{
 	"cores": func(c *Config, v any) error {
 		n, ok := v.(int64)
 		if !ok {
-			return fmt.Errorf("must be an integer, got %s", describe(v))
+			return fmt.Errorf("must be an integer, got %s", policies.Describe(v))
 		}
 		c.Cores = n
 		return nil
@@ -195,7 +197,7 @@ var configKeys = map[string]func(c *Config, v any) error{
 			c.MemoryMiB = n >> 20
 			return err
 		}
-		return fmt.Errorf(`must be a size like "64GiB" or an integer number of MiB, got %s`, describe(v))
+		return fmt.Errorf(`must be a size like "64GiB" or an integer number of MiB, got %s`, policies.Describe(v))
 	},
 	"heartbeat":      durationKey(func(c *Config) *time.Duration { return &c.Heartbeat }),
 	"shutdown_grace": durationKey(func(c *Config) *time.Duration { return &c.ShutdownGrace }),
@@ -205,7 +207,7 @@ func stringKey(field func(*Config) *string) func(*Config, any) error {
 	return func(c *Config, v any) error {
 		s, ok := v.(string)
 		if !ok {
-			return fmt.Errorf("must be a string, got %s", describe(v))
+			return fmt.Errorf("must be a string, got %s", policies.Describe(v))
 		}
 		*field(c) = s
 		return nil
@@ -216,7 +218,7 @@ func durationKey(field func(*Config) *time.Duration) func(*Config, any) error {
 	return func(c *Config, v any) error {
 		s, ok := v.(string)
 		if !ok {
-			return fmt.Errorf(`must be a duration like "5s" or "1m30s", got %s`, describe(v))
+			return fmt.Errorf(`must be a duration like "5s" or "1m30s", got %s`, policies.Describe(v))
 		}
 		d, err := time.ParseDuration(s)
 		if err != nil {
@@ -243,62 +245,4 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf(`size %q: want a number and a unit like "20GiB" or "500MB"`, s)
 	}
 	return n.Int64(), nil
-}
-
-// describe names a decoded TOML value for an error message.
-func describe(v any) string {
-	switch x := v.(type) {
-	case string:
-		return fmt.Sprintf("string %q", x)
-	case int64:
-		return fmt.Sprintf("integer %d", x)
-	case float64:
-		return fmt.Sprintf("float %v", x)
-	case bool:
-		return fmt.Sprintf("boolean %v", x)
-	case time.Time:
-		return "datetime " + x.Format(time.RFC3339)
-	case map[string]any:
-		return "table"
-	case []map[string]any:
-		return "array of tables"
-	case []any:
-		return "array"
-	}
-	return fmt.Sprintf("%T", v)
-}
-
-// suggest proposes a known key close to a misspelt one.
-func suggest(key string, known []string) string {
-	best, bestDist := "", 3 // more than two edits away is a different word
-	for _, k := range known {
-		if d := editDistance(key, k); d < bestDist {
-			best, bestDist = k, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return "did you mean " + best + "? "
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

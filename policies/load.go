@@ -187,7 +187,7 @@ func (d *decoder) fields(key toml.Key, kids map[string]toml.Primitive, s *schema
 		d.nodes[sub.String()] = prim
 		f := s.byKey[k]
 		if f == nil {
-			d.fail(sub, "unknown key (%sknown keys: %s)", suggest(k, s.keys()), strings.Join(s.keys(), ", "))
+			d.fail(sub, "unknown key (%sknown keys: %s)", Suggest(k, s.keys()), strings.Join(s.keys(), ", "))
 			continue
 		}
 		v := dst.FieldByIndex(f.index)
@@ -228,7 +228,7 @@ func (d *decoder) table(key toml.Key, prim toml.Primitive) (map[string]toml.Prim
 	}
 	var c capture
 	_ = d.md.PrimitiveDecode(prim, &c)
-	d.fail(key, "must be a table, got %s", describe(c.data))
+	d.fail(key, "must be a table, got %s", Describe(c.data))
 	return nil, false
 }
 
@@ -360,8 +360,9 @@ func withFile(err error, file string) error {
 	return err
 }
 
-// suggest proposes a known key close to a misspelt one.
-func suggest(key string, known []string) string {
+// Suggest proposes a known key close to a misspelt one ("did you mean
+// weight? "), or "" when none is close.
+func Suggest(key string, known []string) string {
 	best, bestDist := "", 3 // more than two edits away is a different word
 	for _, k := range known {
 		if dist := editDistance(key, k); dist < bestDist {

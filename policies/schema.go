@@ -171,7 +171,7 @@ func setLeaf(f *field, v reflect.Value, data any) error {
 			v.SetFloat(float64(x))
 			return nil
 		}
-		return fmt.Errorf("must be a number, got %s", describe(data))
+		return fmt.Errorf("must be a number, got %s", Describe(data))
 	case reflect.Int, reflect.Int64:
 		switch x := data.(type) {
 		case int64:
@@ -185,17 +185,17 @@ func setLeaf(f *field, v reflect.Value, data any) error {
 				return fmt.Errorf("must be an integer, got float %v (write it without a decimal point)", x)
 			}
 		}
-		return fmt.Errorf("must be an integer, got %s", describe(data))
+		return fmt.Errorf("must be an integer, got %s", Describe(data))
 	case reflect.String:
 		if x, ok := data.(string); ok {
 			v.SetString(x)
 			return nil
 		}
-		return fmt.Errorf("must be a string, got %s", describe(data))
+		return fmt.Errorf("must be a string, got %s", Describe(data))
 	case reflect.Slice:
 		arr, ok := data.([]any)
 		if !ok {
-			return fmt.Errorf("must be an array of strings, got %s", describe(data))
+			return fmt.Errorf("must be an array of strings, got %s", Describe(data))
 		}
 		if len(arr) == 0 {
 			v.SetZero() // nil, as in a policy that never mentions the key
@@ -205,7 +205,7 @@ func setLeaf(f *field, v reflect.Value, data any) error {
 		for i, e := range arr {
 			s, ok := e.(string)
 			if !ok {
-				return fmt.Errorf("element %d must be a string, got %s", i+1, describe(e))
+				return fmt.Errorf("element %d must be a string, got %s", i+1, Describe(e))
 			}
 			out.Index(i).SetString(s)
 		}

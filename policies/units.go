@@ -152,7 +152,7 @@ func durationValue(data any) (time.Duration, error) {
 		}
 		return 0, fmt.Errorf("%w, got integer %d (durations need a unit)", errNotDuration, x)
 	}
-	return 0, fmt.Errorf("%w, got %s", errNotDuration, describe(data))
+	return 0, fmt.Errorf("%w, got %s", errNotDuration, Describe(data))
 }
 
 // sizeValue reads a size in MiB from a TOML value: a string with a unit, or
@@ -164,11 +164,12 @@ func sizeValue(data any) (int64, error) {
 	case int64:
 		return x, nil
 	}
-	return 0, fmt.Errorf("%w, got %s", errNotSize, describe(data))
+	return 0, fmt.Errorf("%w, got %s", errNotSize, Describe(data))
 }
 
-// describe names a decoded TOML value for an error message.
-func describe(data any) string {
+// Describe names a decoded TOML value for an error message; other TOML
+// files of the project (the agent's config) use it too.
+func Describe(data any) string {
 	switch x := data.(type) {
 	case string:
 		return fmt.Sprintf("string %q", x)
