@@ -140,8 +140,8 @@ func (a *API) agentRegister(ctx context.Context, in *agentRegInput) (*credential
 	if _, err := a.propose(ctx, broker.CmdPutUser, u.Name, broker.User{Name: actor, Role: broker.RoleAgent}); err != nil {
 		return nil, err
 	}
-	id, secret, token := NewToken()
-	if _, err := a.propose(ctx, broker.CmdPutToken, u.Name, broker.Token{ID: id, User: actor, Hash: Hash(secret), Name: "agent"}); err != nil {
+	_, token, err := a.issueToken(ctx, u.Name, actor, "agent")
+	if err != nil {
 		return nil, err
 	}
 	if !exists {
@@ -264,8 +264,8 @@ func (a *API) joinToken(ctx context.Context, _ *struct{}) (*joinTokenOutput, err
 	if _, err := a.propose(ctx, broker.CmdPutUser, u.Name, broker.User{Name: EnrollUser, Role: broker.RoleAgent}); err != nil {
 		return nil, err
 	}
-	id, secret, token := NewToken()
-	if _, err := a.propose(ctx, broker.CmdPutToken, u.Name, broker.Token{ID: id, User: EnrollUser, Hash: Hash(secret), Name: "join"}); err != nil {
+	id, token, err := a.issueToken(ctx, u.Name, EnrollUser, "join")
+	if err != nil {
 		return nil, err
 	}
 	a.audit(ctx, "host.join-token", id)

@@ -36,6 +36,16 @@ func NewToken() (id, secret, token string) {
 	return id, secret, FormatToken(id, secret)
 }
 
+// issueToken commits a new token of user, named name, on actor's behalf;
+// only its hash is kept, and the token itself is returned, once.
+func (a *API) issueToken(ctx context.Context, actor, user, name string) (id, token string, err error) {
+	id, secret, token := NewToken()
+	if _, err := a.propose(ctx, broker.CmdPutToken, actor, broker.Token{ID: id, User: user, Hash: Hash(secret), Name: name}); err != nil {
+		return "", "", err
+	}
+	return id, token, nil
+}
+
 // FormatToken writes the string a client sends.
 func FormatToken(id, secret string) string { return tokenPrefix + id + "_" + secret }
 

@@ -200,9 +200,8 @@ func (a *API) createToken(ctx context.Context, in *tokenInput) (*newTokenOutput,
 	if owner != u.Name && u.Role != broker.RoleAdmin {
 		return nil, lease.Errorf(lease.EFORBIDDEN, "user", "only admins make tokens for others")
 	}
-	id, secret, tok := NewToken()
 	now := time.Now().UTC()
-	_, err := a.propose(ctx, broker.CmdPutToken, u.Name, broker.Token{ID: id, User: owner, Hash: Hash(secret), Name: in.Body.Name})
+	id, tok, err := a.issueToken(ctx, u.Name, owner, in.Body.Name)
 	if err != nil {
 		return nil, err
 	}
