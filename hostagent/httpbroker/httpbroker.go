@@ -166,31 +166,40 @@ func (b *Broker) verify(ctx context.Context, im broker.Image) error {
 // digest, which came in a signed answer. The bytes live on the node they
 // were pushed to, so every node is asked before giving up.
 func (b *Broker) OpenImage(ctx context.Context, digest string) (io.ReadCloser, error) {
+	var rc io.ReadCloser
+	err := b.everyNode(ctx, func(c *client.Client) (err error) {
+		rc, err = c.OpenImage(ctx, digest)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", digest, err)
+	}
+	return rc, nil
+}
+
+// everyNode runs fn on each node in turn, from the current one, until one
+// succeeds: image bytes are only on the node they were pushed to, so any
+// failure, not only the node's, sends it on.
+func (b *Broker) everyNode(ctx context.Context, fn func(*client.Client) error) error {
 	var err error
 	for i := range b.nodes {
-		var rc io.ReadCloser
-		if rc, err = b.nodes[(int(b.cur.Load())+i)%len(b.nodes)].OpenImage(ctx, digest); err == nil {
-			return rc, nil
-		}
-		if ctx.Err() != nil {
-			break
+		if err = fn(b.nodes[(int(b.cur.Load())+i)%len(b.nodes)]); err == nil || ctx.Err() != nil {
+			return err
 		}
 	}
-	return nil, fmt.Errorf("image %s: %w", digest, err)
+	return err
 }
 
 // Torrent returns the host's .torrent of image name, from the node that
 // holds the image.
 func (b *Broker) Torrent(ctx context.Context, name string) ([]byte, error) {
-	var err error
-	for i := range b.nodes {
-		var t []byte
-		if t, err = b.nodes[(int(b.cur.Load())+i)%len(b.nodes)].ImageTorrent(ctx, name); err == nil {
-			return t, nil
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	var t []byte
+	err := b.everyNode(ctx, func(c *client.Client) (err error) {
+		t, err = c.ImageTorrent(ctx, name)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("torrent of image %s: %w", name, err)
 	}
-	return nil, fmt.Errorf("torrent of image %s: %w", name, err)
+	return t, nil
 }
