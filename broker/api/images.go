@@ -22,6 +22,7 @@ import (
 
 	"github.com/fairlease/fairlease/broker"
 	"github.com/fairlease/fairlease/lease"
+	"github.com/fairlease/fairlease/swarm"
 )
 
 // Images: a user pushes an image's bytes to a broker node, which stores
@@ -360,8 +361,14 @@ func (a *API) storeImage(r *http.Request, u broker.User) (broker.Image, error) {
 	if limit <= 0 {
 		limit = DefaultMaxImageSize
 	}
+	// Without a swarm the digest is hashed on the way in; with one, the
+	// manifest's single read gives the digest and the piece hashes.
+	var w io.Writer = tmp
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), http.MaxBytesReader(nil, r.Body, limit))
+	if a.swarm == nil {
+		w = io.MultiWriter(tmp, h)
+	}
+	n, err := io.Copy(w, http.MaxBytesReader(nil, r.Body, limit))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
@@ -375,13 +382,22 @@ func (a *API) storeImage(r *http.Request, u broker.User) (broker.Image, error) {
 		return im, fmt.Errorf("image store: %w", err)
 	}
 	im.Digest, im.Size = hex.EncodeToString(h.Sum(nil)), n
-	if err := os.Rename(tmp.Name(), filepath.Join(a.cfg.ImageDir, im.Digest)); err != nil {
-		return im, fmt.Errorf("image store: %w", err)
-	}
+	var info []byte
 	if a.swarm != nil {
-		if err := a.manifest(&im); err != nil {
-			return im, err
+		m, err := swarm.Build(tmp.Name(), im.Name, 0, "", nil)
+		if err != nil {
+			return im, fmt.Errorf("swarm manifest: %w", err)
 		}
+		im.Digest, im.PieceLength, im.InfoHash, info = m.SHA256, m.PieceLength, m.InfoHash, m.Info
+	}
+	path := filepath.Join(a.cfg.ImageDir, im.Digest)
+	if info != nil {
+		if err := os.WriteFile(path+".info", info, 0o644); err != nil {
+			return im, fmt.Errorf("swarm manifest: %w", err)
+		}
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return im, fmt.Errorf("image store: %w", err)
 	}
 	key, err := a.siteKey(r.Context())
 	if err != nil {

@@ -191,23 +191,6 @@ func (a *API) SeedAll(ctx context.Context) {
 	}
 }
 
-// manifest builds the torrent of a stored image and keeps its info.
-func (a *API) manifest(im *broker.Image) error {
-	path := filepath.Join(a.cfg.ImageDir, im.Digest)
-	m, err := swarm.Build(path, im.Name, 0, "", nil)
-	if err != nil {
-		return fmt.Errorf("swarm manifest: %w", err)
-	}
-	if m.SHA256 != im.Digest {
-		return fmt.Errorf("swarm manifest: the stored image changed while it was read")
-	}
-	if err := os.WriteFile(path+".info", m.Info, 0o644); err != nil {
-		return fmt.Errorf("swarm manifest: %w", err)
-	}
-	im.PieceLength, im.InfoHash = m.PieceLength, m.InfoHash
-	return nil
-}
-
 type torrentInput struct {
 	Name string `path:"name" maxLength:"128" doc:"Image name"`
 }
