@@ -201,7 +201,13 @@ func (a *API) agentAssignments(ctx context.Context, in *assignmentsInput) (*assi
 	deadline := time.Now().Add(wait)
 	for {
 		var out AssignmentList
+		ready := false
 		err := a.cfg.Backend.Read(ctx, false, func(st *broker.State) error {
+			// Waiting costs one index read a tick; the assignments, a walk
+			// over every lease, are built once, for the answer.
+			if ready = st.Index() > in.Since || !time.Now().Before(deadline); !ready {
+				return nil
+			}
 			out = AssignmentList{Index: st.Index(), Host: host, Assignments: st.Assignments(host)}
 			if k := st.SiteKey(); k != nil {
 				out.SiteKey = base64.StdEncoding.EncodeToString(k.Public().(ed25519.PublicKey))
@@ -213,7 +219,7 @@ func (a *API) agentAssignments(ctx context.Context, in *assignmentsInput) (*assi
 		}
 		// Long-poll by looking again shortly: the state has no change
 		// feed, and an agent waits for minutes at a time anyway.
-		if out.Index > in.Since || !time.Now().Before(deadline) {
+		if ready {
 			if out.Assignments == nil {
 				out.Assignments = []broker.Assignment{}
 			}
