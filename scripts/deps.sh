@@ -3,7 +3,8 @@
 #   deps.sh runtime   libvirt's library (host agents, --driver test) and qemu-img
 #   deps.sh qemu      runtime + libvirtd and QEMU, for real VMs (--driver qemu)
 #   deps.sh ci        qemu + what the tests use besides: aria2c (a third-party
-#                     BitTorrent client) and iproute2 (network namespaces)
+#                     BitTorrent client), iproute2 (network namespaces) and
+#                     awscli (the stock aws CLI, against the EC2 API)
 # As root it installs them; otherwise it names them and fails.
 set -eu
 level=${1:-runtime}
@@ -11,7 +12,7 @@ pkgs="libvirt0 qemu-utils"
 case "$level" in
 runtime) ;;
 qemu) pkgs="$pkgs libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86" ;;
-ci) pkgs="$pkgs libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 aria2 iproute2" ;;
+ci) pkgs="$pkgs libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 aria2 iproute2 awscli" ;;
 *)
 	echo "deps.sh: unknown level $level (runtime, qemu or ci)" >&2
 	exit 2
