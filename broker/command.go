@@ -116,6 +116,9 @@ type Submit struct {
 	// Contexts, when set, go with the requests of the same index: the
 	// cluster key pair and user keys each cluster's VMs get at boot.
 	Contexts []*ClusterContext `json:"contexts,omitempty"`
+	// Launches, when set, go with the requests of the same index: what
+	// an EC2 RunInstances call said besides the request.
+	Launches []*Launch `json:"launches,omitempty"`
 }
 
 // Release ends a running lease or cancels a waiting one.

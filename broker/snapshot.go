@@ -36,6 +36,8 @@ const (
 	recLease  recordType = 7
 	recEngine recordType = 8
 	recImage  recordType = 9
+	recEC2    recordType = 10
+	recSite   recordType = 11
 
 	recIgnorable recordType = 128
 )
@@ -102,6 +104,10 @@ func (s *State) Snapshot(w io.Writer) error {
 	for _, im := range s.Images() {
 		recs = append(recs, record{recImage, im})
 	}
+	for _, x := range s.Sites() {
+		recs = append(recs, record{recSite, x})
+	}
+	recs = append(recs, record{recEC2, s.ec2})
 	for _, id := range s.order {
 		recs = append(recs, record{recLease, s.leases[id]})
 	}
@@ -183,6 +189,10 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 			dst = &Node{}
 		case recImage:
 			dst = &Image{}
+		case recSite:
+			dst = &Site{}
+		case recEC2:
+			dst = &s.ec2
 		case recLease:
 			l := &Lease{}
 			leases = append(leases, l)
@@ -208,6 +218,8 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 			s.nodes[v.ID] = v
 		case *Image:
 			s.images[v.Name] = v
+		case *Site:
+			s.sites[v.Name] = v
 		}
 	}
 	if !gotMeta || pol.Policy == nil || eng == nil {
@@ -218,8 +230,16 @@ func ReadSnapshot(r io.Reader) (*State, error) {
 	}
 	s.index, s.now, s.preset, s.addr, s.siteKey = m.Index, m.Now, m.Preset, m.Addr, m.SiteKey
 	s.policy, s.policyText = pol.Policy, pol.Text
+	// A damaged record may say null; the state's maps are never nil.
+	if s.ec2.AccessKeys == nil || s.ec2.KeyPairs == nil || s.ec2.Tags == nil || s.ec2.Tokens == nil {
+		return nil, errors.New("broker: snapshot EC2 record lacks a table")
+	}
 	for _, l := range leases {
 		s.leases[l.ID] = l
+		s.indexInstances(l)
+		if l.Remote != nil && l.Remote.Ended.IsZero() {
+			s.remote[l.ID] = true
+		}
 	}
 	for _, id := range m.Order {
 		if _, ok := s.leases[lease.ID(id)]; !ok {

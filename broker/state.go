@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -86,6 +87,9 @@ type VM struct {
 	// Phase what a starting VM waits for ("image 63 %").
 	State string `json:"state,omitempty"`
 	Phase string `json:"phase,omitempty"`
+	// Instance is the VM's instance id on another site, for an
+	// overflowed lease.
+	Instance string `json:"instance,omitempty"`
 }
 
 // Transition is a step in a lease's life.
@@ -114,6 +118,11 @@ type Lease struct {
 	// Context is the cluster's SSH key pair and the user's keys; it is
 	// kept out of the API's lease object.
 	Context *ClusterContext `json:"context,omitempty"`
+	// Launch is what an EC2 RunInstances call said, for leases made
+	// through the EC2 API.
+	Launch *Launch `json:"launch,omitempty"`
+	// Remote is the lease's life on another site, once it overflowed.
+	Remote *Remote `json:"remote,omitempty"`
 }
 
 func (l *Lease) move(at time.Time, s lease.State, note string) {
@@ -143,8 +152,15 @@ type State struct {
 	tokens map[string]*Token
 	nodes  map[string]*Node
 	images map[string]*Image
+	sites  map[string]*Site
+	ec2    ec2State
 	leases map[lease.ID]*Lease
-	order  []lease.ID // leases in submission order
+	// remote holds the overflowed leases whose instances are not yet
+	// confirmed gone; instances resolves EC2 instance ids. Both are
+	// derived from the leases, not stored in snapshots.
+	remote    map[lease.ID]bool
+	instances map[string]InstanceRef
+	order     []lease.ID // leases in submission order
 	// addr numbers VM addresses: each VM that starts gets the next one.
 	addr uint32
 	// siteKey is the seed of the site's ed25519 signing key.
@@ -161,7 +177,8 @@ func NewState() *State {
 	s := &State{
 		preset: Preset, policy: policies.Default(),
 		users: map[string]*User{}, tokens: map[string]*Token{}, nodes: map[string]*Node{}, images: map[string]*Image{},
-		leases: map[lease.ID]*Lease{},
+		leases: map[lease.ID]*Lease{}, sites: map[string]*Site{}, ec2: newEC2State(),
+		remote: map[lease.ID]bool{}, instances: map[string]InstanceRef{},
 	}
 	e, err := fairshare.New(s.preset, nil, s.policy)
 	if err != nil {
@@ -294,6 +311,31 @@ func (s *State) apply(at time.Time, c Command) (any, error) {
 	case CmdSiteKey:
 		b, _ := decode[SiteKey](c)
 		return nil, s.putSiteKey(b)
+	case CmdPutAccessKey:
+		b, _ := decode[AccessKey](c)
+		return nil, s.putAccessKey(at, b)
+	case CmdRevokeAccessKey:
+		b, _ := decode[Name](c)
+		return nil, s.revokeAccessKey(b.Name)
+	case CmdPutKeyPair:
+		b, _ := decode[KeyPair](c)
+		return nil, s.putKeyPair(at, b)
+	case CmdDelKeyPair:
+		b, _ := decode[KeyPairRef](c)
+		s.delKeyPair(b)
+		return nil, nil
+	case CmdTags:
+		b, _ := decode[TagChange](c)
+		return nil, s.tags(b)
+	case CmdPutSite:
+		b, _ := decode[Site](c)
+		return nil, s.putSite(at, b)
+	case CmdRemoveSite:
+		b, _ := decode[Name](c)
+		return nil, s.removeSite(b.Name)
+	case CmdRemoteAttempt, CmdRemoteLaunched, CmdRemoteFailed, CmdRemoteEnded:
+		b, _ := decode[RemoteStep](c)
+		return s.remoteStep(at, c.Type, b)
 	}
 	return nil, ErrUnknownCommand
 }
@@ -302,6 +344,9 @@ func (s *State) apply(at time.Time, c Command) (any, error) {
 type SubmitResult struct {
 	Lease *Lease       `json:"lease,omitempty"`
 	Error *lease.Error `json:"error,omitempty"`
+	// Replayed says the lease is one an earlier call with the same EC2
+	// client token made.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 func (s *State) submit(at time.Time, actor string, b Submit) []SubmitResult {
@@ -309,6 +354,21 @@ func (s *State) submit(at time.Time, actor string, b Submit) []SubmitResult {
 	for i, r := range b.Requests {
 		if r.ID == "" {
 			out[i].Error = lease.Errorf(lease.EINVALID, "id", "request needs an id")
+			continue
+		}
+		var ln *Launch
+		if i < len(b.Launches) {
+			ln = b.Launches[i]
+		}
+		if old, err := s.replay(actor, ln); err != nil {
+			out[i].Error = err
+			continue
+		} else if old != nil {
+			out[i].Lease, out[i].Replayed = old, true
+			continue
+		}
+		if err := validLaunch(ln); err != nil {
+			out[i].Error = err
 			continue
 		}
 		if _, dup := s.leases[r.ID]; dup {
@@ -336,6 +396,8 @@ func (s *State) submit(at time.Time, actor string, b Submit) []SubmitResult {
 		}
 		s.leases[r.ID] = l
 		s.order = append(s.order, r.ID)
+		s.indexInstances(l)
+		s.launched(actor, l, ln)
 		l.move(at, lease.StateRequested, "")
 		switch d.Kind {
 		case lease.Granted:
@@ -345,8 +407,7 @@ func (s *State) submit(at time.Time, actor string, b Submit) []SubmitResult {
 			l.Start, l.End = d.Start, d.End
 			l.move(at, lease.StateDeferred, d.Message)
 		case lease.Overflowed:
-			l.move(at, lease.StateOverflowed, d.Message)
-			l.Start, l.End = at, at.Add(r.Duration)
+			s.overflowed(at, l, d.Site, d.Message)
 		case lease.Rejected:
 			l.EndReason = string(d.Reason)
 			l.move(at, lease.StateRejected, d.Message)
@@ -389,6 +450,7 @@ type AdvanceResult struct {
 func (s *State) advance(at time.Time) AdvanceResult {
 	evs := s.engine.Advance(at)
 	s.events(evs)
+	s.expireRemote(at)
 	return AdvanceResult{Events: evs}
 }
 
@@ -411,9 +473,7 @@ func (s *State) events(evs []fairshare.Event) {
 			l.EndReason = string(lease.ReasonStartBy)
 			l.move(at, lease.StateRejected, "no local start before start_by")
 		case fairshare.EventOverflow:
-			l.Site = ev.Site
-			l.Start, l.End = at, at.Add(l.Request.Duration)
-			l.move(at, lease.StateOverflowed, "no local start before start_by; runs on "+ev.Site)
+			s.overflowed(at, l, ev.Site, "no local start before start_by; runs on "+ev.Site)
 		}
 	}
 }
@@ -423,15 +483,18 @@ func (s *State) release(at time.Time, actor string, b Release) (*Lease, error) {
 	if !ok {
 		return nil, lease.Errorf(lease.ENOTFOUND, "id", "no lease %q", b.ID)
 	}
+	reason := b.Reason
+	if reason == "" {
+		reason = "released by " + actor
+	}
+	if l.State == lease.StateOverflowed {
+		return s.releaseRemote(at, l, reason), nil
+	}
 	if !l.Live() {
 		return nil, lease.Errorf(lease.ECONFLICT, "id", "lease %s is %s already", b.ID, l.State)
 	}
 	if err := s.engine.Release(at, b.ID); err != nil {
 		return nil, err
-	}
-	reason := b.Reason
-	if reason == "" {
-		reason = "released by " + actor
 	}
 	l.EndReason = reason
 	if l.State == lease.StateRunning || l.State == lease.StateStarting || l.State == lease.StateGranted {
@@ -542,6 +605,7 @@ func (s *State) deleteUser(name string) error {
 		return lease.Errorf(lease.ENOTFOUND, "name", "no user %q", name)
 	}
 	delete(s.users, name)
+	s.forgetUser(name)
 	for id, t := range s.tokens {
 		if t.User == name {
 			delete(s.tokens, id)
@@ -666,6 +730,17 @@ func (l *Lease) public() *Lease {
 	c.VMs = slices.Clone(l.VMs)
 	c.History = slices.Clone(l.History)
 	c.Context = nil
+	if l.Launch != nil {
+		ln := *l.Launch
+		ln.Tags = maps.Clone(l.Launch.Tags)
+		c.Launch = &ln
+	}
+	if l.Remote != nil {
+		r := *l.Remote
+		r.Attempts = slices.Clone(r.Attempts)
+		r.Instances = slices.Clone(r.Instances)
+		c.Remote = &r
+	}
 	return &c
 }
 
@@ -741,7 +816,14 @@ func (s *State) WhatIf(r lease.Request) lease.Decision {
 }
 
 // Next says when the engine next has something due.
-func (s *State) Next() (time.Time, bool) { return s.engine.Next() }
+// Leases running on other sites end on their own time.
+func (s *State) Next() (time.Time, bool) {
+	t, ok := s.engine.Next()
+	if r, rok := s.nextRemote(); rok && (!ok || r.Before(t)) {
+		return r, true
+	}
+	return t, ok
+}
 
 // ClusterStatus describes the broker cluster as one node sees it.
 type ClusterStatus struct {

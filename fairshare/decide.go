@@ -81,8 +81,13 @@ func (e *Engine) decide(r lease.Request) (*entry, plan) {
 	} else if p := e.pol.Patience; p > 0 {
 		x.startBy = x.earliest + int64(p)
 	}
-	if msg, ok := e.tooLarge(x); !ok {
-		return nil, reject(lease.ReasonTooLarge, "%s", msg)
+	// A request larger than the site never starts here: it overflows when
+	// its group may, like one whose local start is past its start_by.
+	tooLarge, fits := e.tooLarge(x)
+	if !fits {
+		if _, may := e.overflowSite(x); !may {
+			return nil, reject(lease.ReasonTooLarge, "%s", tooLarge)
+		}
 	}
 	switch {
 	case g.maxLease > 0 && x.d > g.maxLease:
@@ -100,6 +105,11 @@ func (e *Engine) decide(r lease.Request) (*entry, plan) {
 	x.prevAsked = g.askedUntil
 	e.ask(g, x.d)
 	e.hold(g)
+	if !fits {
+		site, _ := e.overflowSite(x)
+		return x, plan{kind: lease.Overflowed, site: site, early: never,
+			msg: fmt.Sprintf("%s; runs on %s", tooLarge, site)}
+	}
 	if e.mech.Calendar {
 		return x, e.decideCalendar(x)
 	}

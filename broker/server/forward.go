@@ -270,7 +270,8 @@ func decodeResult(t broker.CommandType, raw json.RawMessage) (any, error) {
 	switch t {
 	case broker.CmdSubmit:
 		return decodeAs[[]broker.SubmitResult](raw)
-	case broker.CmdRelease, broker.CmdLeaseState, broker.CmdVMState:
+	case broker.CmdRelease, broker.CmdLeaseState, broker.CmdVMState,
+		broker.CmdRemoteAttempt, broker.CmdRemoteLaunched, broker.CmdRemoteFailed, broker.CmdRemoteEnded:
 		return decodeAs[*broker.Lease](raw)
 	case broker.CmdAdvance:
 		return decodeAs[broker.AdvanceResult](raw)

@@ -40,6 +40,18 @@ var payloads = map[broker.CommandType]func() any{
 	broker.CmdDelImage:    func() any { return new(broker.Name) },
 	broker.CmdShareImage:  func() any { return new(broker.ImageShare) },
 	broker.CmdSiteKey:     func() any { return new(broker.SiteKey) },
+
+	broker.CmdPutAccessKey:    func() any { return new(broker.AccessKey) },
+	broker.CmdRevokeAccessKey: func() any { return new(broker.Name) },
+	broker.CmdPutKeyPair:      func() any { return new(broker.KeyPair) },
+	broker.CmdDelKeyPair:      func() any { return new(broker.KeyPairRef) },
+	broker.CmdTags:            func() any { return new(broker.TagChange) },
+	broker.CmdPutSite:         func() any { return new(broker.Site) },
+	broker.CmdRemoveSite:      func() any { return new(broker.Name) },
+	broker.CmdRemoteAttempt:   func() any { return new(broker.RemoteStep) },
+	broker.CmdRemoteLaunched:  func() any { return new(broker.RemoteStep) },
+	broker.CmdRemoteFailed:    func() any { return new(broker.RemoteStep) },
+	broker.CmdRemoteEnded:     func() any { return new(broker.RemoteStep) },
 }
 
 // checkCommand refuses what State.Apply would panic on: an unknown type or
