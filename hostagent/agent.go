@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -52,9 +53,9 @@ type Agent struct {
 	mem       map[string]vmMemory
 	digests   map[string]string // image digest by image name, once resolved
 	resolving map[string]bool   // image names being resolved
-	// prefetching maps the cache owner of each lease whose image is
-	// fetched ahead of its start to the image's name.
-	prefetching map[string]string
+	// prefetching holds the leases deferred to a start here whose images
+	// are fetched ahead.
+	prefetching map[lease.ID]*prefetchJob
 	// peers fetches and serves images over the swarm (nil: broker only).
 	peers *swarmPeers
 }
@@ -96,7 +97,7 @@ func New(cfg Config, dial Dialer, hv Hypervisor, logger *slog.Logger) (*Agent, e
 		cfg: cfg, dial: dial, hv: hv, log: logger.With("host", cfg.Host), logKey: key,
 		now: time.Now, retryMin: 100 * time.Millisecond, retryMax: 5 * time.Second, pollWait: 30 * time.Second,
 		ready: make(chan struct{}), wake: make(chan struct{}, 1), out: newOutbox(logger.With("host", cfg.Host)),
-		mem: map[string]vmMemory{}, digests: map[string]string{}, resolving: map[string]bool{}, prefetching: map[string]string{},
+		mem: map[string]vmMemory{}, digests: map[string]string{}, resolving: map[string]bool{}, prefetching: map[lease.ID]*prefetchJob{},
 	}
 	open := func(ctx context.Context, digest string) (io.ReadCloser, error) {
 		return a.broker.OpenImage(ctx, digest)
@@ -104,6 +105,11 @@ func New(cfg Config, dial Dialer, hv Hypervisor, logger *slog.Logger) (*Agent, e
 	if a.cache, err = OpenCache(cfg.CacheDir, cfg.CacheLimit, open, a.log); err != nil {
 		return nil, fmt.Errorf("hostagent: %w", err)
 	}
+	a.cache.now = func() time.Time { return a.now() }
+	// The names the cached images were fetched under: eviction knows at
+	// once which images the host's leases need, before the broker answers
+	// for each name (an answer replaces a stale one).
+	maps.Copy(a.digests, a.cache.Names())
 	if cfg.SwarmListen != "" {
 		if a.peers, err = newSwarmPeers(cfg, func() Broker { return a.broker }); err != nil {
 			return nil, fmt.Errorf("hostagent: %w", err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	"github.com/fairlease/fairlease/broker"
@@ -155,6 +154,7 @@ func (a *Agent) startVM(ctx context.Context, s startVM) error {
 	a.mu.Lock()
 	a.digests[s.Assignment.Image] = im.Digest
 	a.mu.Unlock()
+	a.schedule()
 	a.cache.Pin(s.Name, im.Digest)
 	stop := a.reportProgress(ctx, s, im)
 	path, err := a.cache.Ensure(ctx, im)
@@ -259,9 +259,6 @@ func (a *Agent) pin(ctx context.Context, images map[string]string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, owner := range a.cache.owners() {
-		if strings.HasPrefix(owner, prefetchOwner) {
-			continue // prefetch keeps its own pins
-		}
 		if _, keep := images[owner]; !keep && !a.mem[owner].Busy {
 			a.cache.Unpin(owner)
 		}
@@ -299,5 +296,6 @@ func (a *Agent) resolve(ctx context.Context, name string) {
 		}
 		return
 	}
+	a.schedule()
 	a.kick()
 }

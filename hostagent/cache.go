@@ -46,12 +46,17 @@ type Cache struct {
 	reserved int64              // bytes the flights will take
 	pins     map[string]string  // digest by owner (a domain name)
 	noEvict  bool
+	// next is each image's next scheduled use on this host, by digest
+	// (Schedule); now is the clock eviction compares it with.
+	next map[string]time.Time
+	now  func() time.Time
 }
 
 type cached struct {
 	format string
 	size   int64
 	used   time.Time
+	name   string // the image's name when cached, if known
 }
 
 // flight is one download that concurrent Ensure calls share.
@@ -91,16 +96,30 @@ func (c *Cache) marker(digest string) string {
 	return filepath.Join(c.dir, digest+".verified")
 }
 
+// markerBody is what a marker holds: the image's size, then its name, so
+// that after a restart the agent knows which cached image a lease's image
+// name stands for before the broker answers.
+func markerBody(size int64, name string) []byte {
+	return []byte(strconv.FormatInt(size, 10) + "\n" + name + "\n")
+}
+
 // Ensure returns the path of image's verified copy, downloading it first
 // if the cache lacks it. Concurrent calls for one digest share a download.
 // A failed download leaves nothing behind.
 func (c *Cache) Ensure(ctx context.Context, im broker.Image) (string, error) {
+	return c.EnsureBy(ctx, im, time.Time{})
+}
+
+// EnsureBy is Ensure for an image needed at by (zero: now), as a prefetch
+// for a deferred lease is: to make room it evicts only images whose next
+// use is later than by.
+func (c *Cache) EnsureBy(ctx context.Context, im broker.Image, by time.Time) (string, error) {
 	if err := checkImage(im); err != nil {
 		return "", err
 	}
 	c.mu.Lock()
 	if e, ok := c.images[im.Digest]; ok {
-		e.used = time.Now()
+		e.used = c.now()
 		c.mu.Unlock()
 		// The marker's time is the LRU order after a restart.
 		_ = os.Chtimes(c.marker(im.Digest), e.used, e.used)
@@ -115,7 +134,7 @@ func (c *Cache) Ensure(ctx context.Context, im broker.Image) (string, error) {
 			return "", fmt.Errorf("wait for image %s: %w", im.Name, ctx.Err())
 		}
 	}
-	if err := c.makeRoomLocked(im); err != nil {
+	if err := c.makeRoomLocked(im, by); err != nil {
 		c.mu.Unlock()
 		return "", err
 	}
@@ -130,7 +149,7 @@ func (c *Cache) Ensure(ctx context.Context, im broker.Image) (string, error) {
 	delete(c.flights, im.Digest)
 	c.reserved -= im.Size
 	if f.err == nil {
-		c.images[im.Digest] = &cached{format: im.Format, size: im.Size, used: time.Now()}
+		c.images[im.Digest] = &cached{format: im.Format, size: im.Size, used: c.now(), name: im.Name}
 	}
 	c.mu.Unlock()
 	close(f.done)
@@ -162,9 +181,10 @@ func isDigest(s string) bool {
 	return true
 }
 
-// makeRoomLocked evicts least recently used images that no VM pins until
-// im fits under the limit.
-func (c *Cache) makeRoomLocked(im broker.Image) error {
+// makeRoomLocked evicts unpinned images until im, needed at by, fits
+// under the limit, choosing them by their next scheduled use
+// (evictionVictims).
+func (c *Cache) makeRoomLocked(im broker.Image, by time.Time) error {
 	used := c.reserved
 	for _, e := range c.images {
 		used += e.size
@@ -180,30 +200,45 @@ func (c *Cache) makeRoomLocked(im broker.Image) error {
 	for _, d := range c.pins {
 		pinned[d] = true
 	}
-	var victims []string
-	for d := range c.images {
-		if !pinned[d] {
-			victims = append(victims, d)
+	imgs := make([]cachedImage, 0, len(c.images))
+	var inUse, needed int64
+	now := c.now()
+	for d, e := range c.images {
+		imgs = append(imgs, cachedImage{Digest: d, Size: e.size, LastUsed: e.used, Pinned: pinned[d], NextUse: c.next[d]})
+		switch {
+		case pinned[d]:
+			inUse += e.size
+		case !c.next[d].IsZero() && !c.next[d].After(later(by, now)):
+			needed += e.size
 		}
 	}
-	slices.SortFunc(victims, func(a, b string) int { return c.images[a].used.Compare(c.images[b].used) })
-	for _, d := range victims {
-		if used+im.Size <= c.limit {
-			break
+	victims, ok := evictionVictims(imgs, used+im.Size-c.limit, by, now)
+	if !ok {
+		if needed > 0 {
+			return fmt.Errorf("%w: image %s (%s) does not fit under cache_limit %s: images of running VMs use %s and images of leases starting here sooner %s; raise cache_limit or wait for leases to end",
+				ErrCacheFull, im.Name, humanize.IBytes(uint64(im.Size)), humanize.IBytes(uint64(c.limit)), humanize.IBytes(uint64(inUse)), humanize.IBytes(uint64(needed)))
 		}
+		return fmt.Errorf("%w: image %s (%s) does not fit under cache_limit %s: images of running VMs use %s; raise cache_limit or wait for leases to end",
+			ErrCacheFull, im.Name, humanize.IBytes(uint64(im.Size)), humanize.IBytes(uint64(c.limit)), humanize.IBytes(uint64(inUse)))
+	}
+	for _, d := range victims {
 		e := c.images[d]
 		if err := c.removeLocked(d); err != nil {
-			c.log.Warn("evict image", "digest", d, "err", err)
-			continue
+			return fmt.Errorf("%w: image %s does not fit under cache_limit %s, and evicting %s failed: %w",
+				ErrCacheFull, im.Name, humanize.IBytes(uint64(c.limit)), d, err)
 		}
-		used -= e.size
-		c.log.Info("evicted image", "digest", d, "size", e.size)
-	}
-	if used+im.Size > c.limit {
-		return fmt.Errorf("%w: image %s (%s) does not fit under cache_limit %s: images of running VMs use %s; raise cache_limit or wait for leases to end",
-			ErrCacheFull, im.Name, humanize.IBytes(uint64(im.Size)), humanize.IBytes(uint64(c.limit)), humanize.IBytes(uint64(used)))
+		c.log.Info("evicted image", "digest", d, "size", e.size, "next_use", c.next[d])
 	}
 	return nil
+}
+
+// Schedule tells the cache when each image is next needed on this host,
+// by digest: the starts of the leases assigned here. Eviction keeps the
+// images needed soonest.
+func (c *Cache) Schedule(next map[string]time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.next = next
 }
 
 // Peers fetches images from other hosts' caches (a swarm) rather than from
@@ -236,7 +271,7 @@ func (c *Cache) fromPeers(ctx context.Context, p Peers, im broker.Image, got *at
 		}
 	}
 	if err == nil {
-		err = writeFileAtomic(c.marker(im.Digest), []byte(strconv.FormatInt(im.Size, 10)+"\n"), 0o644)
+		err = writeFileAtomic(c.marker(im.Digest), markerBody(im.Size, im.Name), 0o644)
 	}
 	if err != nil {
 		p.Forget(im.Digest)
@@ -330,7 +365,7 @@ func (c *Cache) download(ctx context.Context, im broker.Image, got *atomic.Int64
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", c.writeError(im, free, err)
 	}
-	if err := writeFileAtomic(c.marker(im.Digest), []byte(strconv.FormatInt(im.Size, 10)+"\n"), 0o644); err != nil {
+	if err := writeFileAtomic(c.marker(im.Digest), markerBody(im.Size, im.Name), 0o644); err != nil {
 		os.Remove(path)
 		return "", c.writeError(im, free, err)
 	}
@@ -382,6 +417,14 @@ func (c *Cache) Unpin(owner string) {
 	delete(c.pins, owner)
 }
 
+// has reports whether digest is cached.
+func (c *Cache) has(digest string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.images[digest]
+	return ok
+}
+
 // pinned reports whether owner pins an image.
 func (c *Cache) pinned(owner string) bool {
 	c.mu.Lock()
@@ -408,6 +451,20 @@ func (c *Cache) holdEviction(hold bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.noEvict = hold
+}
+
+// Names maps the names the cached images had when they were cached to
+// their digests.
+func (c *Cache) Names() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]string{}
+	for d, e := range c.images {
+		if e.name != "" {
+			out[e.name] = d
+		}
+	}
+	return out
 }
 
 // Inventory lists the digests of the verified images, sorted.

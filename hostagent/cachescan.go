@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // OpenCache opens the image cache in dir, creating dir if needed. limit
@@ -31,7 +32,7 @@ func OpenCache(dir string, limit int64, open OpenFunc, logger *slog.Logger) (*Ca
 		limit = total / 10 * 8
 	}
 	c := &Cache{dir: dir, limit: limit, open: open, log: logger,
-		images: map[string]*cached{}, flights: map[string]*flight{}, pins: map[string]string{}}
+		images: map[string]*cached{}, flights: map[string]*flight{}, pins: map[string]string{}, now: time.Now}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read cache_dir: %w", err)
@@ -83,13 +84,14 @@ func (c *Cache) adopt(digest, format string, marked bool) error {
 	}
 	if marked {
 		b, err := os.ReadFile(c.marker(digest))
-		size, perr := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		first, name, _ := strings.Cut(string(b), "\n")
+		size, perr := strconv.ParseInt(strings.TrimSpace(first), 10, 64)
 		if err == nil && perr == nil && size == st.Size() {
 			used := st.ModTime()
 			if mst, err := os.Stat(c.marker(digest)); err == nil {
 				used = mst.ModTime()
 			}
-			c.images[digest] = &cached{format: format, size: size, used: used}
+			c.images[digest] = &cached{format: format, size: size, used: used, name: strings.TrimSpace(name)}
 			return nil
 		}
 	}
@@ -105,7 +107,7 @@ func (c *Cache) adopt(digest, format string, marked bool) error {
 		}
 		return nil
 	}
-	if err := writeFileAtomic(c.marker(digest), []byte(strconv.FormatInt(st.Size(), 10)+"\n"), 0o644); err != nil {
+	if err := writeFileAtomic(c.marker(digest), markerBody(st.Size(), ""), 0o644); err != nil {
 		return fmt.Errorf("mark cached image verified: %w", err)
 	}
 	c.images[digest] = &cached{format: format, size: st.Size(), used: st.ModTime()}

@@ -2,16 +2,25 @@ package hostagent
 
 import (
 	"context"
-	"strings"
+	"time"
 
 	"github.com/fairlease/fairlease/broker"
+	"github.com/fairlease/fairlease/lease"
 )
 
-// Leases deferred to a firm start come with Prefetch set: their images are
-// fetched into the cache now and pinned, so that the VMs start on time
-// with the image already here.
+// Leases deferred to a firm start come with Prefetch set and their Start:
+// their images are fetched into the cache now, so that the VMs start on
+// time with the image already here. They are not pinned: the cache knows
+// when each is needed (Schedule) and, when full, evicts the image needed
+// farthest ahead, never one needed sooner than the image it makes room
+// for. An evicted prefetch is fetched again with the next answer.
 
-const prefetchOwner = "prefetch:"
+// prefetchJob is one deferred lease's image on its way into the cache.
+type prefetchJob struct {
+	image string
+	start time.Time
+	busy  bool // a fetch runs
+}
 
 // splitPrefetch separates the leases to run from those to prefetch for.
 func splitPrefetch(as []broker.Assignment) (run, pre []broker.Assignment) {
@@ -25,60 +34,105 @@ func splitPrefetch(as []broker.Assignment) (run, pre []broker.Assignment) {
 	return run, pre
 }
 
-// prefetch starts fetching the images of pre that are not on their way
-// yet, and lets go of those of leases no longer waiting here.
+// prefetch starts fetching the images of pre that are not cached or on
+// their way, forgets the leases no longer waiting here, and tells the
+// cache when each image is needed next.
 func (a *Agent) prefetch(ctx context.Context, pre []broker.Assignment) {
-	want := map[string]string{}
+	want := map[lease.ID]broker.Assignment{}
 	for _, x := range pre {
 		if x.Image != "" {
-			want[prefetchOwner+string(x.Lease)] = x.Image
+			want[x.Lease] = x
 		}
 	}
+	var start []broker.Assignment
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	for owner := range a.prefetching {
-		if _, ok := want[owner]; !ok {
-			delete(a.prefetching, owner)
-			a.cache.Unpin(owner)
+	for id := range a.prefetching {
+		if _, ok := want[id]; !ok {
+			delete(a.prefetching, id)
 		}
 	}
-	for owner, name := range want {
-		if _, ok := a.prefetching[owner]; ok {
+	for id, x := range want {
+		j, ok := a.prefetching[id]
+		if !ok {
+			j = &prefetchJob{}
+			a.prefetching[id] = j
+		}
+		j.image, j.start = x.Image, x.Start
+		if j.busy {
 			continue
 		}
-		a.prefetching[owner] = name
-		a.workers.Go(func() { a.fetchAhead(ctx, owner, name) })
+		if d, ok := a.digests[x.Image]; ok && a.cache.has(d) {
+			continue
+		}
+		j.busy = true
+		start = append(start, x)
+	}
+	// The cache learns the schedule before any fetch makes room.
+	a.cache.Schedule(nextUses(a.desired, a.prefetching, a.digests, a.now()))
+	a.mu.Unlock()
+	for _, x := range start {
+		a.workers.Go(func() { a.fetchAhead(ctx, x.Lease, x.Image, x.Start) })
 	}
 }
 
-func (a *Agent) fetchAhead(ctx context.Context, owner, name string) {
+func (a *Agent) fetchAhead(ctx context.Context, id lease.ID, name string, start time.Time) {
+	defer func() {
+		a.mu.Lock()
+		if j, ok := a.prefetching[id]; ok {
+			j.busy = false
+		}
+		a.mu.Unlock()
+	}()
 	im, err := a.broker.Image(ctx, name)
 	if err != nil {
 		a.log.Warn("prefetch: resolve image", "image", name, "err", err)
-		a.forgetPrefetch(owner)
 		return
 	}
 	a.mu.Lock()
-	if a.prefetching[owner] != name {
-		a.mu.Unlock()
+	_, waiting := a.prefetching[id]
+	a.digests[name] = im.Digest
+	a.mu.Unlock()
+	if !waiting {
 		return // the lease started or went meanwhile
 	}
-	a.digests[name] = im.Digest
-	a.cache.Pin(owner, im.Digest)
-	a.mu.Unlock()
-	if _, err := a.cache.Ensure(ctx, im); err != nil {
-		a.log.Warn("prefetch: fetch image", "image", name, "err", err)
-		a.forgetPrefetch(owner)
+	a.schedule()
+	if _, err := a.cache.EnsureBy(ctx, im, start); err != nil {
+		// The next answer tries again, and the start fetches it anyway.
+		a.log.Warn("prefetch: fetch image", "image", name, "lease", id, "err", err)
 		return
 	}
-	a.log.Info("prefetched image", "image", name, "for", strings.TrimPrefix(owner, prefetchOwner))
+	a.log.Info("prefetched image", "image", name, "for", id, "start", start)
 }
 
-// forgetPrefetch drops a failed prefetch; the next answer tries again, and
-// the start fetches the image anyway.
-func (a *Agent) forgetPrefetch(owner string) {
+// schedule tells the cache when each image is needed next on this host:
+// now for the leases that run here, the start for the deferred ones.
+func (a *Agent) schedule() {
 	a.mu.Lock()
-	delete(a.prefetching, owner)
+	next := nextUses(a.desired, a.prefetching, a.digests, a.now())
 	a.mu.Unlock()
-	a.cache.Unpin(owner)
+	a.cache.Schedule(next)
+}
+
+// nextUses maps the digest of each image the host's leases need to the
+// earliest time one needs it: now for running or starting leases, the
+// start for deferred ones. Images whose digest is not known yet are left
+// out; they are not in the cache.
+func nextUses(run []broker.Assignment, pre map[lease.ID]*prefetchJob, digests map[string]string, now time.Time) map[string]time.Time {
+	out := map[string]time.Time{}
+	add := func(name string, at time.Time) {
+		d, ok := digests[name]
+		if !ok || name == "" {
+			return
+		}
+		if t, ok := out[d]; !ok || at.Before(t) {
+			out[d] = at
+		}
+	}
+	for _, x := range run {
+		add(x.Image, now)
+	}
+	for _, j := range pre {
+		add(j.image, later(j.start, now))
+	}
+	return out
 }
