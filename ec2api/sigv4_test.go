@@ -139,7 +139,9 @@ func TestVerifySDKSigned(t *testing.T) {
 			mutate: func(r *http.Request, _ *[]byte) { r.Header.Set("Accept-Encoding", "gzip") }},
 
 		{name: "tampered body", body: describeBody, wantCode: CodeAuthFailure,
-			mutate: func(_ *http.Request, b *[]byte) { *b = []byte(strings.Replace(string(*b), "DescribeRegions", "TerminateInstances", 1)) }},
+			mutate: func(_ *http.Request, b *[]byte) {
+				*b = []byte(strings.Replace(string(*b), "DescribeRegions", "TerminateInstances", 1))
+			}},
 		{name: "tampered signed header", body: describeBody, wantCode: CodeAuthFailure, hdr: map[string]string{"X-Fairlease-Note": "x"},
 			mutate: func(r *http.Request, _ *[]byte) { r.Header.Set("X-Fairlease-Note", "y") }},
 		{name: "tampered content type", body: describeBody, wantCode: CodeAuthFailure,
