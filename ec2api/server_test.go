@@ -309,6 +309,7 @@ func TestDispatcher(t *testing.T) {
 // TestCLI runs Debian's stock aws CLI, which matches element names
 // case-sensitively: a response it parses has the right lowerCamel names.
 func TestCLI(t *testing.T) {
+	t.Parallel() // the CLI's start-up is slow; let other tests run meanwhile
 	const aws = "/usr/bin/aws"
 	if _, err := os.Stat(aws); err != nil {
 		t.Fatalf("%s is missing (%v): install it with scripts/deps.sh ci", aws, err)
