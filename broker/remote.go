@@ -63,8 +63,29 @@ type Remote struct {
 	Attempts  []RemoteAttempt  `json:"attempts,omitempty"`
 	Instances []RemoteInstance `json:"instances,omitempty"`
 	Launched  time.Time        `json:"launched,omitzero"`
+	// CostPerCoreHour is the site's price when the instances started.
+	CostPerCoreHour float64 `json:"cost_per_core_hour,omitempty"`
 	// Ended is when the site confirmed the instances gone.
 	Ended time.Time `json:"ended,omitzero"`
+}
+
+// Cost is what the lease's instances cost until t (or their end): cores
+// times hours since launch times the site's price.
+func (r *Remote) Cost(cores int, end, t time.Time) float64 {
+	if r == nil || r.Launched.IsZero() {
+		return 0
+	}
+	stop := t
+	if !r.Ended.IsZero() && r.Ended.Before(stop) {
+		stop = r.Ended
+	}
+	if !end.IsZero() && end.Before(stop) {
+		stop = end
+	}
+	if !stop.After(r.Launched) {
+		return 0
+	}
+	return float64(cores) * stop.Sub(r.Launched).Hours() * r.CostPerCoreHour
 }
 
 // RemoteAttempt is one launch sent to a site, under its client token.
@@ -278,6 +299,9 @@ func (s *State) remoteStep(at time.Time, t CommandType, b RemoteStep) (*Lease, e
 		}
 		r.Instances = slices.Clone(b.Instances)
 		r.Launched = at
+		if x, ok := s.sites[b.Site]; ok {
+			r.CostPerCoreHour = x.CostPerCoreHour
+		}
 		l.VMs = l.VMs[:0]
 		for i, in := range b.Instances {
 			l.VMs = append(l.VMs, VM{Index: i, Name: fmt.Sprintf("%s-%d", l.ID, i), Address: in.Address, Host: b.Site, Instance: in.ID, State: VMRunning})

@@ -153,6 +153,7 @@ func (a *API) routes() {
 	a.hostRoutes()
 	a.agentRoutes()
 	a.imageRoutes()
+	a.federationRoutes()
 	// huma documents 422 for validation; this API answers 400.
 	for _, p := range a.huma.OpenAPI().Paths {
 		for _, op := range []*huma.Operation{p.Get, p.Post, p.Put, p.Delete} {

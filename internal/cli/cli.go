@@ -156,6 +156,7 @@ through the same admission code in virtual time.`,
 	root.AddCommand(newShareCmd(e))
 	root.AddCommand(newUserCmd(e))
 	root.AddCommand(newTokenCmd(e))
+	root.AddCommand(newSiteCmd(e))
 	root.AddCommand(newHostCmd(e))
 	root.AddCommand(newImageCmd(e), newVMCmd(e), newAgentCmd(e))
 	root.AddCommand(newUpCmd(e))

@@ -48,7 +48,7 @@ func TestRootUsageErrors(t *testing.T) {
 		want     string
 	}{
 		{"unknown command", []string{"frobnicate"}, ExitUsage, `unknown command "frobnicate"`},
-		{"misspelt command", []string{"simm"}, ExitUsage, `unknown command "simm" (did you mean sim?)`},
+		{"misspelt command", []string{"simm"}, ExitUsage, `unknown command "simm" (did you mean sim or site?)`},
 		{"unknown flag", []string{"--frobnicate"}, ExitUsage, "unknown flag: --frobnicate"},
 		{"bad output", []string{"--output", "xml", "version"}, ExitUsage, `--output: unknown format "xml"`},
 		{"argument to version", []string{"version", "extra"}, ExitUsage, `unexpected argument "extra"`},

@@ -388,6 +388,18 @@ func showLease(w io.Writer, l *broker.Lease, now time.Time, help string) error {
 		row("end", clock(l.End, now)+" ("+relative(l.End, now)+")")
 	}
 	row("decision", describe(l, now, help))
+	if r := l.Remote; r != nil {
+		row("remote", remoteLine(l, now))
+		if len(r.Attempts) > 1 || (len(r.Attempts) == 1 && r.Attempts[0].Error != "") {
+			for i, a := range r.Attempts {
+				why := a.Error
+				if why == "" {
+					why = "ok"
+				}
+				row(fmt.Sprintf("attempt %d", i+1), fmt.Sprintf("%s at %s: %s", a.Site, clock(a.At, now), why))
+			}
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -395,6 +407,12 @@ func showLease(w io.Writer, l *broker.Lease, now time.Time, help string) error {
 		return nil
 	}
 	fmt.Fprintln(w)
+	if l.Remote != nil {
+		return table(w, []string{"INDEX", "NAME", "INSTANCE", "ADDRESS", "SITE"}, len(l.VMs), func(i int) []string {
+			v := l.VMs[i]
+			return []string{fmt.Sprint(v.Index), v.Name, v.Instance, v.Address, v.Host}
+		})
+	}
 	return table(w, []string{"INDEX", "NAME", "ADDRESS", "HOST", "VM STATE"}, len(l.VMs), func(i int) []string {
 		v := l.VMs[i]
 		st := v.State
@@ -406,6 +424,29 @@ func showLease(w io.Writer, l *broker.Lease, now time.Time, help string) error {
 		}
 		return []string{fmt.Sprint(v.Index), v.Name, v.Address, v.Host, st}
 	})
+}
+
+// remoteLine says where an overflowed lease runs and what it has cost.
+func remoteLine(l *broker.Lease, now time.Time) string {
+	r := l.Remote
+	if r.Launched.IsZero() {
+		if !r.Ended.IsZero() {
+			return "nothing launched on " + r.Site
+		}
+		return "launching on " + r.Site
+	}
+	s := fmt.Sprintf("%s on %s since %s", plural(len(r.Instances), "instance"), r.Site, clock(r.Launched, now))
+	if !r.Ended.IsZero() {
+		s += ", ended " + clock(r.Ended, now)
+	}
+	if r.CostPerCoreHour > 0 {
+		s += fmt.Sprintf("; cost so far %.2f (%g per core-hour)", remoteCost(l, now), r.CostPerCoreHour)
+	}
+	return s
+}
+
+func remoteCost(l *broker.Lease, now time.Time) float64 {
+	return l.Remote.Cost(l.Request.Count*l.Request.Shape.Cores, l.End, now)
 }
 
 // describe says what the broker decided, the way a person wants it.
@@ -566,8 +607,9 @@ func waitRunning(e *env, c *client.Client, l *broker.Lease, timeout time.Duratio
 		case lease.StateRunning:
 			return l, nil
 		case lease.StateOverflowed:
-			fmt.Fprintf(e.stderr, "lease %s runs on %s; this broker does not follow its VMs there\n", l.ID, l.Site)
-			return l, nil
+			if l.Remote == nil || len(l.Remote.Instances) > 0 {
+				return l, nil
+			}
 		case lease.StateEnded, lease.StateFailed, lease.StateRejected:
 			why := l.EndReason
 			if why == "" {
@@ -631,6 +673,8 @@ func waitingFor(l *broker.Lease, now time.Time) string {
 			s += " on " + strings.Join(hosts, ", ")
 		}
 		return s
+	case lease.StateOverflowed:
+		return "overflowed: launching " + plural(l.Request.Count, "VM") + " on " + l.Site
 	}
 	return string(l.State)
 }
@@ -705,6 +749,9 @@ func leaseObject(l *broker.Lease) map[string]any {
 		if _, ok := m[k]; !ok {
 			m[k] = nil
 		}
+	}
+	if l.Remote != nil {
+		m["cost"] = remoteCost(l, timeNow())
 	}
 	return m
 }

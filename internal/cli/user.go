@@ -10,7 +10,7 @@ import (
 
 func newUserCmd(e *env) *cobra.Command {
 	cmd := groupCmd("user", "Add, list and delete users")
-	cmd.AddCommand(newUserCreateCmd(e), newUserListCmd(e), newUserDeleteCmd(e))
+	cmd.AddCommand(newUserCreateCmd(e), newUserListCmd(e), newUserDeleteCmd(e), newUserKeysCmd(e))
 	return cmd
 }
 
