@@ -334,30 +334,35 @@ func TestRetries(t *testing.T) {
 
 func TestLostReply(t *testing.T) {
 	ctx := context.Background()
+	lost := fault{lose: true}
 	tests := []struct {
 		name      string
 		full      []string
-		lose      int  // RunInstances replies dropped
-		advance   bool // past the cooldown before the retry
+		faults    []fault // RunInstances requests, in order
+		advance   bool    // past the cooldown before the retry
 		wantFirst error
 		wantRuns  int // RunInstances requests over both launches
 	}{
-		{"SDK retry finds the cluster", nil, 1, false, nil, 2},
-		{"caller retry finds the cluster", nil, 3, false, sites.ErrUnavailable, 3},
-		// The cluster started on the second candidate; by the retry the
-		// first has room again. The retry must find the cluster, not start
+		{"SDK retry finds the cluster", nil, []fault{lost}, false, nil, 2},
+		{"caller retry finds the cluster", nil, []fault{lost, lost, lost}, false, sites.ErrUnavailable, 3},
+		// The cluster started on the second candidate (t.large, token
+		// l1-0-1); by the retry the first (t.medium) has room again and no
+		// cooldown. The retry must find the cluster by its token, not start
 		// another on the first candidate.
-		{"caller retry after failover and cooldown", []string{"t.medium/*"}, 3, true, sites.ErrUnavailable, 4},
+		{"caller retry after failover and cooldown", []string{"t.medium/*"}, []fault{{}, lost, lost, lost}, true, sites.ErrUnavailable, 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, f, clk := newTestSite(t, nil)
 			f.setFull(tt.full...)
-			f.inject("RunInstances", slices.Repeat([]fault{{lose: true}}, tt.lose)...)
+			f.inject("RunInstances", tt.faults...)
 			spec := testSpec("l1-0", 3, 2, 2048)
 			first, err := s.Launch(ctx, spec)
 			if (err == nil) != (tt.wantFirst == nil) || (err != nil && !errors.Is(err, tt.wantFirst)) {
 				t.Fatalf("first Launch: %v, want %v", err, tt.wantFirst)
+			}
+			if f.live() != 3 {
+				t.Fatalf("the first launch left %d live instances, want 3", f.live())
 			}
 			f.setFull()
 			if tt.advance {

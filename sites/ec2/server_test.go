@@ -44,7 +44,8 @@ type fakeInstance struct {
 }
 
 // fault answers one request with an error, or (lose) acts on it and then
-// drops the connection instead of answering.
+// drops the connection instead of answering; the zero fault lets the
+// request through.
 type fault struct {
 	status int
 	code   string
@@ -120,11 +121,13 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var lose bool
 	if q := f.faults[action]; len(q) > 0 {
 		f.faults[action] = q[1:]
-		if !q[0].lose {
+		switch {
+		case q[0].lose:
+			lose = true
+		case q[0].code != "":
 			writeError(w, q[0].status, q[0].code, "injected")
 			return
 		}
-		lose = true
 	}
 	var reply any
 	var status int
