@@ -43,6 +43,10 @@ type Config struct {
 	// images from other hosts and serve them; empty means images come
 	// from the broker only.
 	SwarmListen string
+	// SwarmDownloadRate caps the image bytes the host's peer takes in, in
+	// bytes per second (0: unlimited), so that a burst of image fetches
+	// leaves the host's link room for its VMs.
+	SwarmDownloadRate int64
 	// Listen is the address of the console log server.
 	Listen        string
 	Heartbeat     time.Duration
@@ -112,6 +116,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.CacheLimit < 0:
 		return bad("cache_limit", "must not be negative")
+	case c.SwarmDownloadRate < 0:
+		return bad("swarm_download_rate", "must not be negative (leave it out for no limit)")
 	case c.Cores < 0:
 		return bad("cores", "must not be negative (leave it out to use what the hypervisor reports)")
 	case c.MemoryMiB < 0:

@@ -176,6 +176,15 @@ var configKeys = map[string]func(c *Config, v any) error{
 		c.CacheLimit = n
 		return err
 	},
+	"swarm_download_rate": func(c *Config, v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf(`must be a size per second like "100MiB", got %s`, policies.Describe(v))
+		}
+		n, err := parseBytes(strings.TrimSuffix(s, "/s"))
+		c.SwarmDownloadRate = n
+		return err
+	},
 	"cores": func(c *Config, v any) error {
 		n, ok := v.(int64)
 		if !ok {

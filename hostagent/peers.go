@@ -29,6 +29,7 @@ type swarmPeers struct {
 func newSwarmPeers(cfg Config, broker func() Broker) (*swarmPeers, error) {
 	nc := swarm.DefaultNodeConfig()
 	nc.DataDir, nc.ListenAddr, nc.ID = filepath.Join(cfg.StateDir, "swarm"), cfg.SwarmListen, cfg.Host
+	nc.DownloadRate = cfg.SwarmDownloadRate
 	if err := os.MkdirAll(nc.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("swarm: %w", err)
 	}

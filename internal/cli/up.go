@@ -35,6 +35,9 @@ type upFlags struct {
 	hostMemory string
 	boot       time.Duration
 	verbose    bool
+	imageRate  string
+	// imageBytes is imageRate in bytes per second (0: no limit).
+	imageBytes int64
 }
 
 func newUpCmd(e *env) *cobra.Command {
@@ -51,7 +54,12 @@ simulated hosts that only account for VMs (--driver sim). It prints an
 admin token and writes it with the addresses to DATA/up.env:
 
     source fairlease-data/up.env
-    fairlease lease create --count 3 --cores 1 --memory 1GiB --duration 10m --wait running`,
+    fairlease lease create --count 3 --cores 1 --memory 1GiB --duration 10m --wait running
+
+The host agents fetch images from the broker's store and from each other
+over a BitTorrent swarm on loopback, once per host; --image-rate caps each
+host's intake (say 8MiB), as a site's links would, so that a cold image's
+download phase ("image 63 %" in lease show) can be watched.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if fl.driver == "qemu" {
@@ -71,12 +79,13 @@ admin token and writes it with the addresses to DATA/up.env:
 	f.StringVar(&fl.data, "data", "fairlease-data", "directory for the broker's state")
 	f.StringVar(&fl.listen, "listen", "127.0.0.1:7400", "address of the REST API and metrics")
 	f.StringVar(&fl.raft, "raft", "127.0.0.1:7300", "address of the Raft transport")
-	f.IntVar(&fl.hosts, "hosts", 4, "simulated hosts in the local site")
+	f.IntVar(&fl.hosts, "hosts", 4, "hosts in the local site")
 	f.StringVar(&fl.driver, "driver", "test", "how hosts run VMs: test (libvirt's test driver), qemu (real VMs) or sim (simulated hosts)")
 	f.Int64Var(&fl.hostCores, "host-cores", 8, "cores each host offers (with qemu they may exceed the machine's: TCG VMs share them)")
 	f.StringVar(&fl.hostMemory, "host-memory", "32GiB", "memory each host offers (qemu: default the machine's)")
 	f.BoolVar(&fl.verbose, "verbose", false, "log what the broker and the host agents do, not only warnings")
 	f.DurationVar(&fl.boot, "boot", time.Second, "how long a simulated VM takes to boot (--driver sim)")
+	f.StringVar(&fl.imageRate, "image-rate", "0", "image bytes per second each host agent takes in over the swarm, like 8MiB (0: no limit; not with --driver sim)")
 	return cmd
 }
 
@@ -88,6 +97,16 @@ func runUp(e *env, fl upFlags) error {
 		return usagef("--hosts must be at least 1, got %d", fl.hosts)
 	case fl.hostCores < 1:
 		return usagef("--host-cores must be at least 1, got %d", fl.hostCores)
+	}
+	if fl.imageRate != "" && fl.imageRate != "0" {
+		r, err := humanize.ParseBytes(strings.TrimSuffix(fl.imageRate, "/s"))
+		switch {
+		case err != nil || r == 0 || r > 1<<62:
+			return usagef("--image-rate: want a size per second like 8MiB, or 0 for no limit, got %q", fl.imageRate)
+		case fl.driver == "sim":
+			return usagef("--image-rate: simulated hosts (--driver sim) fetch no images; use --driver test or qemu")
+		}
+		fl.imageBytes = int64(r)
 	}
 	var mem uint64
 	if fl.hostMemory != "" {
@@ -136,7 +155,9 @@ func runUp(e *env, fl upFlags) error {
 	defer cancel()
 	p := server.APIParams{Backend: s, Internal: s.InternalHandler(), Registry: s.Registry(), Addr: ln.Addr().String(), DataDir: fl.data,
 		PublicURL: apiAddr, SwarmListen: "127.0.0.1:0"}
-	a, err := api.New(apiConfig(p))
+	ac := apiConfig(p)
+	ac.Logger = log // request logs with --verbose only
+	a, err := api.New(ac)
 	if err != nil {
 		ln.Close()
 		return failure(err, "")

@@ -44,6 +44,7 @@ func startAgents(ctx context.Context, s *server.Server, fl upFlags, apiAddr stri
 		cfg.Cores, cfg.MemoryMiB = capacity.Cores, capacity.MemoryMiB
 		cfg.Heartbeat = 2 * time.Second
 		cfg.SwarmListen = "127.0.0.1:0"
+		cfg.SwarmDownloadRate = fl.imageBytes
 		cfg.ShutdownGrace = 10 * time.Second
 		go func() {
 			errs <- runAgent(ctx, cfg, log.With("host", cfg.Host), func(*hostagent.Agent) { ready <- struct{}{} })
