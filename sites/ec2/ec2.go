@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -313,6 +314,9 @@ func (s *Site) Launch(ctx context.Context, spec sites.Spec) ([]sites.Instance, e
 	if err := spec.Validate(); err != nil {
 		return nil, s.fail("launch", sites.ErrInvalid, err)
 	}
+	if spec.Count > math.MaxInt32 {
+		return nil, s.fail("launch", sites.ErrInvalid, fmt.Errorf("lease %s: count %d is more than EC2 can launch at once", spec.Lease, spec.Count))
+	}
 	all, err := s.instanceTypes(ctx)
 	if err != nil {
 		return nil, err
@@ -326,9 +330,17 @@ func (s *Site) Launch(ctx context.Context, spec sites.Spec) ([]sites.Instance, e
 	for i, c := range cands {
 		tokens[i] = c.token
 	}
-	found, err := s.describe(ctx, "launch", []types.Filter{{Name: aws.String("client-token"), Values: tokens}})
+	raw, err := s.describe(ctx, "launch", []types.Filter{{Name: aws.String("client-token"), Values: tokens}})
 	if err != nil {
 		return nil, err
+	}
+	var found []sites.Instance
+	for _, i := range raw {
+		// Checked here too: a server that ignores the filter must not
+		// pass its other instances off as this cluster.
+		if slices.Contains(tokens, aws.ToString(i.ClientToken)) {
+			found = append(found, instance(i))
+		}
 	}
 	if len(found) > 0 {
 		return s.launched(spec, found)
@@ -352,16 +364,16 @@ func (s *Site) Launch(ctx context.Context, spec sites.Spec) ([]sites.Instance, e
 		s.coolDown(p)
 		last = err
 	}
-	msg := fmt.Sprintf("lease %s: no capacity for %d × %s: tried %d type/zone candidates, skipped %d cooling down",
-		spec.Lease, spec.Count, shapeString(spec.Shape), tried, cooling)
+	msg := fmt.Sprintf("no room for %d × %s: tried %d type/zone candidates, skipped %d cooling down",
+		spec.Count, shapeString(spec.Shape), tried, cooling)
 	if last != nil {
 		var se *sites.Error
 		if errors.As(last, &se) {
-			last = se.Err // the EC2 error, without repeating the site
+			last = se.Err // the EC2 error (it names the lease), without repeating the site
 		}
 		return nil, s.fail("launch", sites.ErrCapacity, fmt.Errorf("%s; last: %w", msg, last))
 	}
-	return nil, s.fail("launch", sites.ErrCapacity, errors.New(msg))
+	return nil, s.fail("launch", sites.ErrCapacity, fmt.Errorf("lease %s: %s", spec.Lease, msg))
 }
 
 func shapeString(sh lease.Shape) string {
@@ -488,12 +500,31 @@ func (s *Site) Instances(ctx context.Context, tags map[string]string) ([]sites.I
 	for _, k := range slices.Sorted(maps.Keys(tags)) {
 		fs = append(fs, types.Filter{Name: aws.String("tag:" + k), Values: []string{tags[k]}})
 	}
-	return s.describe(ctx, "instances", fs)
+	raw, err := s.describe(ctx, "instances", fs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]sites.Instance, 0, len(raw))
+	for _, i := range raw {
+		if in := instance(i); hasTags(in.Tags, tags) { // a server that ignores a filter must not widen the list
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
+func hasTags(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
 }
 
 // describe lists the instances matching every filter, all pages.
-func (s *Site) describe(ctx context.Context, op string, fs []types.Filter) ([]sites.Instance, error) {
-	var out []sites.Instance
+func (s *Site) describe(ctx context.Context, op string, fs []types.Filter) ([]types.Instance, error) {
+	var out []types.Instance
 	p := awsec2.NewDescribeInstancesPaginator(s.client, &awsec2.DescribeInstancesInput{Filters: fs})
 	for p.HasMorePages() {
 		start := s.cfg.Now()
@@ -503,9 +534,7 @@ func (s *Site) describe(ctx context.Context, op string, fs []types.Filter) ([]si
 			return nil, s.classify(op, fmt.Errorf("DescribeInstances: %w", err))
 		}
 		for _, r := range page.Reservations {
-			for _, i := range r.Instances {
-				out = append(out, instance(i))
-			}
+			out = append(out, r.Instances...)
 		}
 	}
 	return out, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
@@ -607,4 +608,38 @@ func TestInfo(t *testing.T) {
 	if got, want := s.Info().Latency, 90*time.Millisecond; got != want {
 		t.Errorf("Latency = %s, want %s (moving average)", got, want)
 	}
+}
+
+func TestServerIgnoringFilters(t *testing.T) {
+	ctx := context.Background()
+	s, f, _ := newTestSite(t, nil)
+	f.noFilters = true
+	other := testSpec("other-0", 2, 1, 512)
+	other.Tags = map[string]string{"owner": "someone-else"}
+	if _, err := s.Launch(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	ours, err := s.Launch(ctx, testSpec("l1-0", 3, 1, 512))
+	if err != nil {
+		t.Fatalf("Launch next to another's instances: %v", err)
+	}
+	got, err := s.Instances(ctx, map[string]string{"fairlease:lease": "l1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(ids(ours), ids(got)); diff != "" {
+		t.Errorf("Instances (-want +got):\n%s", diff)
+	}
+}
+
+func TestErrorMessage(t *testing.T) {
+	s, f, _ := newTestSite(t, func(c *Config) { c.InstanceTypes = testTypes[3:] })
+	f.setFull("t.medium/*")
+	_, err := s.Launch(context.Background(), testSpec("l1-0", 2, 2, 2048))
+	for _, want := range []string{"site ec2-test", "lease l1", "InsufficientInstanceCapacity", "t.medium", "fail over"} {
+		if !strings.Contains(fmt.Sprint(err), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	t.Log(err)
 }
