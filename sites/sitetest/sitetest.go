@@ -55,7 +55,21 @@ type Subject struct {
 	LoseReply func()
 }
 
-// Run runs the conformance suite against the site h describes.
+// Run runs the conformance suite against the site h describes, from any
+// package's test:
+//
+//	func TestConformance(t *testing.T) {
+//		sitetest.Run(t, sitetest.Harness{
+//			New: func(t *testing.T) sitetest.Subject {
+//				s, err := ec2.New(ec2.Config{Name: "partner", Endpoint: url, AccessKeyID: id, SecretAccessKey: secret})
+//				if err != nil {
+//					t.Fatal(err)
+//				}
+//				return sitetest.Subject{Site: s} // add Exhaust/LoseReply if the test controls the server
+//			},
+//			Shape: lease.Shape{Cores: 1, MemoryMiB: 512, Image: "ami-…"},
+//		})
+//	}
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	if h.Count == 0 {
