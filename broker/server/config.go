@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fairlease/fairlease/broker"
 )
 
 // Peer is a voter of the initial cluster that Bootstrap writes.
@@ -72,6 +75,9 @@ type Config struct {
 	AdvanceEvery   time.Duration
 	HostTimeout    time.Duration
 	ReconcileEvery time.Duration
+	// LeaderJobs is more timed work for the leader (the overflow loop):
+	// each runs every Every while this node leads, one run at a time.
+	LeaderJobs []LeaderJob
 
 	// TLS, when set, secures Raft traffic between peers: it must hold
 	// this node's certificate and the CAs to verify peers with (both
@@ -93,6 +99,14 @@ type Config struct {
 	RaftLogLevel string
 	// Clock stamps commands on the leader (default time.Now).
 	Clock func() time.Time
+}
+
+// LeaderJob is timed work the leader runs besides its own; Run gets this
+// node as the Backend to read and propose through.
+type LeaderJob struct {
+	Name  string
+	Every time.Duration
+	Run   func(ctx context.Context, b broker.Backend)
 }
 
 // DefaultConfig returns defaults for a LAN. Raft's own defaults (1 s

@@ -50,6 +50,12 @@ func (s *Server) runJobs(ctx context.Context) {
 		// Often enough that a host is marked lost soon after its timeout.
 		jobs = append(jobs, job{"host-expiry", min(s.cfg.HostTimeout/4, 5*s.cfg.AdvanceEvery), s.expireHosts})
 	}
+	for _, lj := range s.cfg.LeaderJobs {
+		if lj.Every > 0 && lj.Run != nil {
+			run := lj.Run
+			jobs = append(jobs, job{lj.Name, lj.Every, func(ctx context.Context) { run(ctx, s) }})
+		}
+	}
 	for _, j := range jobs {
 		_, err := sch.NewJob(gocron.DurationJob(j.every), gocron.NewTask(j.run), gocron.WithContext(ctx),
 			gocron.WithName(j.name), gocron.WithSingletonMode(gocron.LimitModeReschedule))

@@ -250,6 +250,7 @@ func (f serverFile) serverConfig(log *slog.Logger, apiAddr string) (server.Confi
 	c.MaxBatch, c.BatchDepth = f.Batch.MaxRequests, f.Batch.Depth
 	c.AdvanceEvery, c.HostTimeout, c.ReconcileEvery = f.Jobs.AdvanceEvery, f.Jobs.HostTimeout, f.Jobs.ReconcileEvery
 	c.Logger = log
+	c.LeaderJobs = append(c.LeaderJobs, overflowJob(log, overflowEvery))
 	if r.TLSCert != "" || r.TLSKey != "" || r.TLSCA != "" {
 		t, err := peerTLS(r.TLSCert, r.TLSKey, r.TLSCA)
 		if err != nil {
