@@ -119,11 +119,12 @@ func (c *Cache) EnsureBy(ctx context.Context, im broker.Image, by time.Time) (st
 	}
 	c.mu.Lock()
 	if e, ok := c.images[im.Digest]; ok {
-		e.used = c.now()
+		used, path := c.now(), c.path(im.Digest, e.format)
+		e.used = used
 		c.mu.Unlock()
 		// The marker's time is the LRU order after a restart.
-		_ = os.Chtimes(c.marker(im.Digest), e.used, e.used)
-		return c.path(im.Digest, e.format), nil
+		_ = os.Chtimes(c.marker(im.Digest), used, used)
+		return path, nil
 	}
 	if f, ok := c.flights[im.Digest]; ok {
 		c.mu.Unlock()
