@@ -9,7 +9,7 @@ LENGTH=${LENGTH:-30s}
 rm -rf "$DATA"
 mkdir -p "$(dirname "$DATA")"
 # Ports 0: the demo must not collide with a broker already running here.
-"$BIN" up --data "$DATA" --listen 127.0.0.1:0 --raft 127.0.0.1:0 --hosts 4 >"$DATA.log" 2>&1 &
+"$BIN" up --data "$DATA" --listen 127.0.0.1:0 --raft 127.0.0.1:0 --ec2-listen 127.0.0.1:0 --hosts 4 >"$DATA.log" 2>&1 &
 UP=$!
 trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null || true' EXIT
 for _ in $(seq 100); do

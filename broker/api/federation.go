@@ -250,3 +250,12 @@ func (a *API) removeSite(ctx context.Context, in *siteNameInput) (*struct{}, err
 	a.audit(ctx, "site.remove", in.Name)
 	return nil, nil
 }
+
+// NewClusterContext makes a cluster's SSH key pair with the user's keys,
+// for leases made through another API (EC2's).
+func NewClusterContext(userKeys []string) (*broker.ClusterContext, error) {
+	if err := checkUserKeys(userKeys); err != nil {
+		return nil, err
+	}
+	return clusterContext(userKeys)
+}

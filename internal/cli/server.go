@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -42,6 +43,10 @@ type serverFile struct {
 	// SwarmListen is where this node's image store seeds over BitTorrent
 	// (empty: hosts fetch images over HTTP only).
 	SwarmListen string `toml:"swarm_listen"`
+	// EC2Listen is where the EC2 Query API listens (empty: no EC2 API);
+	// EC2Region is the region it answers for.
+	EC2Listen string `toml:"ec2_listen"`
+	EC2Region string `toml:"ec2_region"`
 
 	Bootstrap         bool          `toml:"bootstrap"`
 	Peers             []server.Peer `toml:"peers"`
@@ -319,6 +324,20 @@ func runServer(e *env, f serverFile) error {
 	p := server.APIParams{Backend: s, Internal: s.InternalHandler(), Registry: s.Registry(),
 		Addr: ln.Addr().String(), TLSCert: f.TLSCert, TLSKey: f.TLSKey, DataDir: cfg.DataDir,
 		PublicURL: apiAddr, SwarmListen: f.SwarmListen}
+	if f.EC2Listen != "" {
+		eln, err := net.Listen("tcp", f.EC2Listen)
+		if err != nil {
+			ln.Close()
+			s.Close()
+			return failure(fmt.Errorf("ec2_listen: %w", err), "")
+		}
+		fmt.Fprintf(e.stdout, "fairlease server %s: ec2 http://%s\n", cfg.ID, eln.Addr())
+		go func() {
+			if err := serveEC2(e.ctx, eln, s, cmp.Or(f.EC2Region, "fairlease"), log); err != nil {
+				log.Error("ec2 api", "err", err)
+			}
+		}()
+	}
 	var serveErr error
 	if startAPI != nil {
 		ln.Close() // the API binds the address itself

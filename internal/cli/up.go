@@ -29,6 +29,7 @@ type upFlags struct {
 	data       string
 	listen     string
 	raft       string
+	ec2Listen  string
 	hosts      int
 	driver     string
 	hostCores  int64
@@ -79,6 +80,7 @@ download phase ("image 63 %" in lease show) can be watched.`,
 	f.StringVar(&fl.data, "data", "fairlease-data", "directory for the broker's state")
 	f.StringVar(&fl.listen, "listen", "127.0.0.1:7400", "address of the REST API and metrics")
 	f.StringVar(&fl.raft, "raft", "127.0.0.1:7300", "address of the Raft transport")
+	f.StringVar(&fl.ec2Listen, "ec2-listen", "127.0.0.1:8773", "address of the EC2 Query API (the aws CLI's --endpoint-url)")
 	f.IntVar(&fl.hosts, "hosts", 4, "hosts in the local site")
 	f.StringVar(&fl.driver, "driver", "test", "how hosts run VMs: test (libvirt's test driver), qemu (real VMs) or sim (simulated hosts)")
 	f.Int64Var(&fl.hostCores, "host-cores", 8, "cores each host offers (with qemu they may exceed the machine's: TCG VMs share them)")
@@ -145,6 +147,14 @@ func runUp(e *env, fl upFlags) error {
 	cfg.Bootstrap, cfg.ClusterSecret, cfg.Logger = true, secret, log
 	// Simulated hosts beat every few seconds; give them room.
 	cfg.HostTimeout = time.Minute
+	cfg.LeaderJobs = append(cfg.LeaderJobs, overflowJob(log, time.Second))
+	ec2ln, err := net.Listen("tcp", fl.ec2Listen)
+	if err != nil {
+		ln.Close()
+		return failure(fmt.Errorf("--ec2-listen: %w", err), "is another fairlease up running? stop it or pass --ec2-listen 127.0.0.1:0")
+	}
+	defer ec2ln.Close()
+	ec2Addr := "http://" + ec2ln.Addr().String()
 	s, err := server.New(cfg)
 	if err != nil {
 		ln.Close()
@@ -165,6 +175,11 @@ func runUp(e *env, fl upFlags) error {
 	defer a.Close()
 	apiErr := make(chan error, 1)
 	go func() { apiErr <- a.ServeListener(ctx, ln, "", "") }()
+	go func() {
+		if err := serveEC2(ctx, ec2ln, s, "fairlease", log); err != nil {
+			apiErr <- fmt.Errorf("ec2 api: %w", err)
+		}
+	}()
 
 	if err := waitLeader(ctx, s); err != nil {
 		return failure(err, "")
@@ -197,11 +212,12 @@ func runUp(e *env, fl upFlags) error {
 	if err := waitHosts(ctx, s, fl.hosts); err != nil {
 		return failure(fmt.Errorf("local site: %w", err), "")
 	}
-	if err := writeEnv(envFile, apiAddr, token); err != nil {
+	if err := writeEnv(envFile, apiAddr, token, ec2Addr); err != nil {
 		return failure(err, "")
 	}
 	fmt.Fprintf(e.stdout, "fairlease up: broker ready\n")
 	fmt.Fprintf(e.stdout, "  api      %s   (openapi: %s/v1/openapi.json)\n", apiAddr, apiAddr)
+	fmt.Fprintf(e.stdout, "  ec2      %s   (aws --endpoint-url %s --region fairlease ec2 …; keys: fairlease user keys create)\n", ec2Addr, ec2Addr)
 	fmt.Fprintf(e.stdout, "  metrics  %s/metrics\n", apiAddr)
 	fmt.Fprintf(e.stdout, "  raft     %s, state in %s\n", s.RaftAddr(), fl.data)
 	fmt.Fprintf(e.stdout, "  site     %s\n", site)
@@ -336,8 +352,8 @@ func readEnv(path string) map[string]string {
 }
 
 // writeEnv writes the addresses and token for scripts to source.
-func writeEnv(path, addr, token string) error {
-	body := fmt.Sprintf("# written by fairlease up: source it to talk to this broker\nexport FAIRLEASE_ADDR=%s\nexport FAIRLEASE_TOKEN=%s\n", addr, token)
+func writeEnv(path, addr, token, ec2 string) error {
+	body := fmt.Sprintf("# written by fairlease up: source it to talk to this broker\nexport FAIRLEASE_ADDR=%s\nexport FAIRLEASE_TOKEN=%s\nexport FAIRLEASE_EC2_ENDPOINT=%s\n", addr, token, ec2)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
 		return fmt.Errorf("up.env: %w", err)

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -28,37 +27,7 @@ import (
 // the image 4 times (a .torrent or a blob per download, from its /metrics),
 // and every host holds it: one download per host, not one per VM.
 func TestUpColdImageOneDownloadPerHost(t *testing.T) {
-	data := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	var upOut, upErr syncBuffer
-	upDone := make(chan int, 1)
-	go func() {
-		upDone <- Run(ctx, []string{"up", "--driver", "test", "--hosts", "4", "--host-cores", "4", "--image-rate", "8MiB",
-			"--data", data, "--listen", "127.0.0.1:0", "--raft", "127.0.0.1:0"}, &upOut, &upErr)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case code := <-upDone:
-			if code != 0 {
-				t.Errorf("up exited %d: %s", code, lastLines(upErr.String(), 10))
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("up did not stop within 30 s")
-		}
-	}()
-	envFile := filepath.Join(data, "up.env")
-	waitUntil(t, 30*time.Second, "up.env", func() error {
-		select {
-		case code := <-upDone:
-			upDone <- code
-			t.Fatalf("up exited %d before it was ready: %s", code, lastLines(upErr.String(), 10))
-		default:
-		}
-		_, err := os.Stat(envFile)
-		return err
-	})
-	env := readEnv(envFile)
+	env := startUp(t, "--driver", "test", "--hosts", "4", "--host-cores", "4", "--image-rate", "8MiB")
 	cli := func(args ...string) result {
 		t.Helper()
 		return run(t, append([]string{"--addr", env["FAIRLEASE_ADDR"], "--token", env["FAIRLEASE_TOKEN"], "--output", "json"}, args...)...)

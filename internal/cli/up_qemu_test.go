@@ -46,7 +46,7 @@ func TestUpQEMUCluster(t *testing.T) {
 	var upOut, upErr bytes.Buffer
 	upDone := make(chan int, 1)
 	go func() {
-		upDone <- Run(ctx, []string{"up", "--driver", "qemu", "--data", data, "--listen", "127.0.0.1:0", "--raft", "127.0.0.1:0"}, &upOut, &upErr)
+		upDone <- Run(ctx, []string{"up", "--driver", "qemu", "--data", data, "--listen", "127.0.0.1:0", "--raft", "127.0.0.1:0", "--ec2-listen", "127.0.0.1:0"}, &upOut, &upErr)
 	}()
 	defer func() {
 		cancel()
