@@ -232,9 +232,11 @@ func (f *Federation) launch(ctx context.Context, id string, l *broker.Lease, rec
 	}
 	r := l.Remote
 	var site, token string
+	var at time.Time // when the attempt was logged: it fixes the launch's parameters
 	if n := len(r.Attempts); n > 0 && r.Attempts[n-1].Error == "" {
-		// Sent before, outcome unknown: only the same token, same site.
-		site, token = r.Attempts[n-1].Site, r.Attempts[n-1].Token
+		// Sent before, outcome unknown: only the same token, same site,
+		// same parameters.
+		site, token, at = r.Attempts[n-1].Site, r.Attempts[n-1].Token, r.Attempts[n-1].At
 	} else {
 		tried := map[string]bool{}
 		for _, a := range r.Attempts {
@@ -252,10 +254,17 @@ func (f *Federation) launch(ctx context.Context, id string, l *broker.Lease, rec
 			return // sites cooling down: later
 		}
 		site, token = next, broker.AttemptToken(id, l.ID, n)
-		if _, err := f.propose(ctx, broker.CmdRemoteAttempt, broker.RemoteStep{ID: l.ID, Site: site, Token: token}); err != nil {
+		res, err := f.propose(ctx, broker.CmdRemoteAttempt, broker.RemoteStep{ID: l.ID, Site: site, Token: token})
+		if err != nil {
 			f.cfg.Log.Warn("overflow: record attempt", "lease", l.ID, "site", site, "err", err)
 			return
 		}
+		nl, ok := res.(*broker.Lease)
+		if !ok || nl.Remote == nil || len(nl.Remote.Attempts) != n+1 {
+			f.cfg.Log.Warn("overflow: record attempt: unexpected result", "lease", l.ID, "result", fmt.Sprintf("%T", res))
+			return
+		}
+		at = nl.Remote.Attempts[n].At
 	}
 	rec, ok := recs[site]
 	if !ok {
@@ -267,8 +276,11 @@ func (f *Federation) launch(ctx context.Context, id string, l *broker.Lease, rec
 		f.fail(ctx, l, site, err.Error(), false)
 		return
 	}
+	// Everything in the spec comes from the log, so that a retry with the
+	// token, by this leader or the next, sends the same parameters: a
+	// site refuses a token reused with others.
 	spec := sites.Spec{Lease: l.ID, Token: token, Count: l.Request.Count, Shape: l.Request.Shape,
-		Duration: l.End.Sub(now).Round(time.Second), Tags: tags(id, l)}
+		Duration: max(l.End.Sub(at).Truncate(time.Second), time.Second), Tags: tags(id, l)}
 	spec.Tags[TagDuration] = strconv.FormatInt(int64(spec.Duration/time.Second), 10)
 	spec.Shape.Image = rec.Image
 	if spec.Shape.Image == "" {

@@ -236,6 +236,9 @@ func TestLostReplyRetriesWithTheSameToken(t *testing.T) {
 	if l := r.lease(t, "x1"); len(l.Remote.Instances) != 0 || len(l.Remote.Attempts) != 1 || l.Remote.Attempts[0].Error != "" {
 		t.Fatalf("reply lost: %+v; want one open attempt and no instances recorded", l.Remote)
 	}
+	// The retry comes later: it must still send the same parameters (the
+	// lease's remaining time among them), or the site refuses the token.
+	time.Sleep(1100 * time.Millisecond)
 	step(t, f)
 	l := r.lease(t, "x1")
 	if len(l.Remote.Instances) != 8 || cheap.Launches() != 1 || cheap.Live() != 8 || len(l.Remote.Attempts) != 1 {
