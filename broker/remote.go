@@ -314,6 +314,7 @@ func (s *State) remoteStep(at time.Time, t CommandType, b RemoteStep) (*Lease, e
 			r.Attempts[n-1].Error = b.Error
 		}
 		if b.Final && l.State == lease.StateOverflowed && len(r.Instances) == 0 {
+			s.refund(at, l)
 			l.EndReason = "overflow failed: " + b.Error
 			l.End = at
 			r.Ended = at
@@ -333,6 +334,7 @@ func (s *State) remoteStep(at time.Time, t CommandType, b RemoteStep) (*Lease, e
 			} else if l.EndReason == "" {
 				l.EndReason = "ended on " + r.Site
 			}
+			s.refund(at, l)
 			l.End = at
 			l.move(at, lease.StateEnded, l.EndReason)
 		}
@@ -340,9 +342,21 @@ func (s *State) remoteStep(at time.Time, t CommandType, b RemoteStep) (*Lease, e
 	return l.public(), nil
 }
 
+// refund gives the group's overflow budget back the core-hours of l that
+// will not run from at on: the lease was charged in full when it
+// overflowed (at l.Start) and ends at l.End.
+func (s *State) refund(at time.Time, l *Lease) {
+	if !l.End.After(at) {
+		return
+	}
+	ch := float64(l.Request.Count*l.Request.Shape.Cores) * l.End.Sub(at).Hours()
+	s.engine.RefundOverflow(at, l.Group, ch, l.Start)
+}
+
 // releaseRemote ends an overflowed lease early: its instances are ended by
 // the federation loop, which sees it among the unfinished remotes.
 func (s *State) releaseRemote(at time.Time, l *Lease, reason string) *Lease {
+	s.refund(at, l)
 	l.EndReason = reason
 	l.End = at
 	l.move(at, lease.StateEnded, reason)

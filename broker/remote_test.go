@@ -277,3 +277,39 @@ func TestFederationDeterminismAndSnapshots(t *testing.T) {
 		}
 	}
 }
+
+// TestOverflowBudgetRefunds: a lease that overflowed and then failed on
+// every site, or ended early, gives its group's budget back what it did
+// not run.
+func TestOverflowBudgetRefunds(t *testing.T) {
+	s := NewState()
+	log := fedScript(t)
+	applyAll(t, s, log[:8], 1)
+	apply1(t, s, cmd(t, CmdSetPolicy, time.Minute, "root", SetPolicy{Text: "[groups.physics.overflow]\nsites = [\"partner\"]\nbudget_core_hours = 30\nperiod = \"30d\"\n"}))
+	big := func(id string) lease.Request {
+		r := req(id, "physics", 20, 1, time.Hour) // 20 core-hours
+		r.StartBy = t0.Add(time.Hour)
+		return r
+	}
+	submit := func(id string) lease.State {
+		res, _ := apply1(t, s, cmd(t, CmdSubmit, 2*time.Minute, "ada", Submit{Requests: []lease.Request{big(id)}}))
+		return res.([]SubmitResult)[0].Lease.State
+	}
+	if st := submit("o1"); st != lease.StateOverflowed {
+		t.Fatalf("o1 (20 of 30 core-hours): %s", st)
+	}
+	if st := submit("o2"); st == lease.StateOverflowed {
+		t.Fatal("o2 overflowed with 10 core-hours left")
+	}
+	apply1(t, s, cmd(t, CmdRemoteAttempt, 3*time.Minute, "system", RemoteStep{ID: "o1", Site: "partner", Token: "t"}))
+	apply1(t, s, cmd(t, CmdRemoteFailed, 3*time.Minute, "system", RemoteStep{ID: "o1", Site: "partner", Error: "no capacity", Final: true}))
+	if st := submit("o3"); st != lease.StateOverflowed {
+		t.Fatalf("o3 after o1 failed everywhere (its 20 core-hours refunded): %s, want overflowed", st)
+	}
+	// o3 ends after a quarter of its hour: 15 core-hours come back, so a
+	// fourth lease of 20 fits the 30 again (30 − 20 + 15 = 25 left).
+	apply1(t, s, cmd(t, CmdRelease, 2*time.Minute+15*time.Minute, "ada", Release{ID: "o3"}))
+	if st := submit("o4"); st != lease.StateOverflowed {
+		t.Fatalf("o4 after o3 ended early: %s, want overflowed", st)
+	}
+}

@@ -542,6 +542,27 @@ func (e *Engine) rollBudget(g *group, period int64) {
 
 func (e *Engine) spendOverflow(x *entry) { x.g.spent += coreHours(x) }
 
+// RefundOverflow gives back to group g's overflow budget core-hours an
+// overflowed lease charged at its decision (at charged) but did not run:
+// it failed on every site, or ended early. A charge from an earlier
+// budget period is not refunded: that period's budget is gone anyway.
+func (e *Engine) RefundOverflow(now time.Time, g lease.GroupID, coreHours float64, charged time.Time) {
+	e.setNow(now)
+	grp, ok := e.groups[g]
+	if !ok || coreHours <= 0 {
+		return
+	}
+	if pg, ok := e.pol.Group(g); ok {
+		if period := int64(pg.Overflow.Period); period > 0 {
+			e.rollBudget(grp, period)
+			if toTick(charged)/period != grp.period {
+				return
+			}
+		}
+	}
+	grp.spent = max(0, grp.spent-coreHours)
+}
+
 // Shares reports every known group at now.
 func (e *Engine) Shares(now time.Time) []GroupShare {
 	e.setNow(now)
