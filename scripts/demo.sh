@@ -40,3 +40,17 @@ printf '\n(waiting %s for the first cluster to expire)\n' "$LENGTH"
 sleep "$(( ${LENGTH%s} + 2 ))"
 step "$BIN" lease list
 step "$BIN" share list
+
+# The same site through the EC2 API, with the stock aws CLI when it is
+# installed (Debian: apt-get install awscli).
+if [ -x /usr/bin/aws ]; then
+	"$BIN" user create eve --group chemistry >/dev/null
+	eval "$("$BIN" user keys create --user eve 2>/dev/null)"
+	export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_PAGER=""
+	aws() { /usr/bin/aws --endpoint-url "$FAIRLEASE_EC2_ENDPOINT" --region fairlease ec2 "$@"; }
+	AMI=$(aws describe-images --query 'Images[0].ImageId' --output text)
+	step aws run-instances --image-id "$AMI" --count 2:2 --instance-type t3.small \
+		--query 'Instances[].[InstanceId,InstanceType,State.Name]' --output table
+	sleep 2
+	step aws describe-instances --query 'Reservations[].Instances[].[InstanceId,State.Name,PrivateIpAddress]' --output table
+fi
