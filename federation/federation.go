@@ -29,6 +29,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/fairlease/fairlease/broker"
 	"github.com/fairlease/fairlease/lease"
 	"github.com/fairlease/fairlease/sites"
@@ -202,20 +204,31 @@ func (f *Federation) Step(ctx context.Context) error {
 	for _, s := range v.sites {
 		recs[s.Name] = s
 	}
+	// Leases go in parallel, a few at a time: one slow site must not hold
+	// up every other lease's launch or end for a whole round.
+	var g errgroup.Group
+	g.SetLimit(parallel)
 	for _, l := range v.remote {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			break
 		}
 		switch {
 		case l.State == lease.StateOverflowed && len(l.Remote.Instances) == 0:
-			f.launch(ctx, id, l, recs, v.allow[l.Group])
+			g.Go(func() error { f.launch(ctx, id, l, recs, v.allow[l.Group]); return nil })
 		case l.State != lease.StateOverflowed:
-			f.end(ctx, id, l, recs)
+			g.Go(func() error { f.end(ctx, id, l, recs); return nil })
 		}
+	}
+	g.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	f.orphans(ctx, id, v, recs)
 	return nil
 }
+
+// parallel is how many leases a round works on at once.
+const parallel = 8
 
 // tags are the instance tags of lease l.
 func tags(broker string, l *broker.Lease) map[string]string {

@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fairlease/fairlease/broker"
+	"github.com/fairlease/fairlease/broker/server"
 	"github.com/fairlease/fairlease/broker/server/servertest"
 	"github.com/fairlease/fairlease/lease"
 	"github.com/fairlease/fairlease/sites"
@@ -58,7 +60,15 @@ func (r *rig) propose(t *testing.T, typ broker.CommandType, body any) any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := r.leader(t).Propose(context.Background(), c)
+	// Right after an election a command may meet a leader change: the
+	// rig's commands are safe to send again (a repeated submit finds its
+	// lease exists).
+	var res any
+	for range 5 {
+		if res, err = r.leader(t).Propose(context.Background(), c); err == nil || !errors.Is(err, server.ErrUnknownOutcome) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("%s: %v", typ, err)
 	}
@@ -88,6 +98,9 @@ func (r *rig) submit(t *testing.T, id string, n int, d time.Duration) *broker.Le
 	req := lease.Request{ID: lease.ID(id), Group: "physics", User: "ada", Count: n, Shape: lease.Shape{Cores: 1, MemoryMiB: 512, Image: "ubuntu"}, Duration: d, AllOrNothing: true}
 	res := r.propose(t, broker.CmdSubmit, broker.Submit{Requests: []lease.Request{req}})
 	sr := res.([]broker.SubmitResult)[0]
+	if sr.Error != nil && sr.Error.Code == lease.ECONFLICT {
+		return r.lease(t, id)
+	}
 	if sr.Error != nil {
 		t.Fatalf("submit %s: %v", id, sr.Error)
 	}
