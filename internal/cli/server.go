@@ -165,6 +165,9 @@ keys are errors.
   api_addr = "https://10.0.0.1:7070"
   bootstrap = true          # the first node only; others: join = ["https://10.0.0.1:7070"]
   cluster_secret_file = "/etc/fairlease/cluster-secret"
+  swarm_listen = "0.0.0.0:6881"   # the image store seeds over BitTorrent
+  ec2_listen = "0.0.0.0:8773"     # the EC2 Query API (aws --endpoint-url)
+  ec2_region = "fairlease"
 
   [raft]
   heartbeat_timeout = "250ms"
