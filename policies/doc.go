@@ -38,6 +38,10 @@
 //	budget_core_hours = 500   # per period; -1 = unlimited, 0 = none
 //	period = "30d"            # > 0
 //
+//	[flavors]                 # the instance types of the EC2 API: name = { cores, memory }
+//	"t3.small"  = { cores = 1, memory = "2GiB" }
+//	"hpc.16x64" = { cores = 16, memory = "64GiB" }
+//
 // Any TOML spelling of the same keys works: dotted keys
 // (physics.weight = 1 under [groups]) and inline tables
 // (overflow = { sites = ["ec2"], budget_core_hours = 500 }).
@@ -46,6 +50,19 @@
 // use a day unit ("7d", "1d12h"), see [ParseDuration]; the integer 0 is
 // accepted too. Sizes (max_memory) are strings with an IEC or SI unit
 // ("512GiB", "4096MiB", "1TB"), see [ParseSize], or an integer number of MiB.
+//
+// # Flavors
+//
+// [flavors] is the site's flavor table: the VM shape (cores in 1..4096,
+// memory up to 64TiB, both required) each instance type of the EC2 API
+// names. Names are letters, digits, '.', '-' and '_' ("t3.small",
+// "hpc.16x64"). A policy without the table offers [DefaultFlavors], EC2's
+// t3, m5 and c5 names, so that scripts written for EC2 run unchanged; a
+// table replaces them as a whole, and an empty one is an error. The EC2
+// API reads the table of the policy in force on every call, so setting a
+// new policy changes the instance types on every broker node. A call that
+// names no instance type gets t3.small, or the smallest flavor (fewest
+// cores, then least memory) when the table has no t3.small.
 //
 // # Inheritance
 //
@@ -67,8 +84,8 @@
 //
 // # Adding a knob
 //
-// The format is read from the toml tags of [Policy], [Group], [Quota] and
-// [Overflow]: a new knob is one struct field with a tag (and a rule in
+// The format is read from the toml tags of [Policy], [Group], [Quota],
+// [Overflow] and [Flavor]: a new knob is one struct field with a tag (and a rule in
 // Validate if it has one). Decoding, unknown-key messages, inheritance and
 // [Set] follow from the tag.
 package policies

@@ -34,6 +34,10 @@ func FuzzParse(f *testing.F) {
 		"[groups.a]\nmax_memory = \"1.5TiB\"\nmax_lease = \"1d12h\"\n",
 		"[[groups]]\n",
 		"reserve = nan\n",
+		"[flavors]\n\"t3.small\" = { cores = 1, memory = \"2GiB\" }\n\"hpc.16x64\" = { cores = 16, memory = \"64GiB\" }\n",
+		"[flavors.a]\ncores = 0\n[flavors.b]\nmemory = \"1.5TiB\"\ncores = 4096\n",
+		"flavors = {}\n",
+		"flavors.x.cores = 2\nflavors.x.memory = 3000\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -64,6 +68,11 @@ func FuzzParse(f *testing.F) {
 		}
 		if diff := cmp.Diff(p, p.Clone(), allowRoots); diff != "" {
 			t.Errorf("Clone differs (-orig +clone):\n%s", diff)
+		}
+		for _, f := range p.FlavorList() {
+			if got, ok := p.Flavor(f.Name); !ok || got != f || f.Cores <= 0 || f.MemoryMiB <= 0 {
+				t.Errorf("flavor %+v: Flavor(%q) = %+v, %v; want it, with cores and memory > 0", f, f.Name, got, ok)
+			}
 		}
 		for id, g := range p.Groups {
 			if got, ok := p.Group(id); !ok || got != g {

@@ -63,7 +63,7 @@ func Parse(name string, r io.Reader) (*Policy, error) {
 	}
 	p.inherit(d.set)
 	for _, e := range p.problems() {
-		d.errs = append(d.errs, located{e, d.position(e.Key)})
+		d.errs = append(d.errs, located{e, d.locate(p, e.Key)})
 	}
 	if err := d.first(); err != nil {
 		return nil, withFile(err, name)
@@ -203,9 +203,9 @@ func (d *decoder) fields(key toml.Key, kids map[string]toml.Primitive, s *schema
 			if !ok {
 				continue
 			}
-			if v.IsNil() {
-				v.Set(reflect.MakeMap(f.typ))
-			}
+			// A named table replaces the default's entries as a whole:
+			// a site that lists its flavors offers only those.
+			v.Set(reflect.MakeMap(f.typ))
 			for _, name := range slices.Sorted(maps.Keys(entries)) {
 				esub := append(sub[:len(sub):len(sub)], name)
 				d.nodes[esub.String()] = entries[name]
@@ -309,6 +309,22 @@ func (d *decoder) pos(prim toml.Primitive) toml.Position {
 func (d *decoder) position(key string) toml.Position {
 	if prim, ok := d.nodes[key]; ok {
 		return d.pos(prim)
+	}
+	return toml.Position{}
+}
+
+// locate returns where the problem at key is written. A key a flavor
+// leaves out (cores, memory) has no position: it is where the flavor is.
+// Groups' missing keys are inherited values, located where they are
+// written or nowhere.
+func (d *decoder) locate(p *Policy, key string) toml.Position {
+	if pos := d.position(key); pos.Line > 0 {
+		return pos
+	}
+	for name := range p.Flavors {
+		if fk := (toml.Key{"flavors", name}).String(); strings.HasPrefix(key, fk+".") {
+			return d.position(fk)
+		}
 	}
 	return toml.Position{}
 }

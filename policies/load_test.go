@@ -108,6 +108,7 @@ func TestSmallSite(t *testing.T) {
 		Aging: 0.5, PromiseHorizon: time.Hour, Activity: policies.ActiveHeld,
 		UnknownGroups: policies.UnknownReject,
 	}
+	top.Flavors = nil
 	if diff := cmp.Diff(wantTop, top, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "roots" }, cmp.Ignore()), allowRoots); diff != "" {
 		t.Errorf("top-level knobs (-want +got):\n%s", diff)
 	}
@@ -134,6 +135,15 @@ func TestSmallSite(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, groupsOf(p)); diff != "" {
 		t.Errorf("groups (-want +got):\n%s", diff)
+	}
+	wantFlavors := []policies.Flavor{
+		{Name: "t3.small", Cores: 1, MemoryMiB: 2 << 10},
+		{Name: "t3.medium", Cores: 2, MemoryMiB: 4 << 10},
+		{Name: "m5.xlarge", Cores: 4, MemoryMiB: 16 << 10},
+		{Name: "hpc.8x32", Cores: 8, MemoryMiB: 32 << 10},
+	}
+	if diff := cmp.Diff(wantFlavors, p.FlavorList()); diff != "" {
+		t.Errorf("flavors (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]lease.GroupID{"engineering", "science", "teaching"}, p.Roots()); diff != "" {
 		t.Errorf("Roots (-want +got):\n%s", diff)
@@ -339,6 +349,46 @@ weight = 0.5
 	}
 }
 
+func TestParseFlavors(t *testing.T) {
+	tests := map[string]struct {
+		doc  string
+		want map[string]*policies.Flavor
+	}{
+		"none: the built-in ones": {doc: "reserve = 0.1\n", want: policies.DefaultFlavors()},
+		"tables, inline tables and dotted keys": {
+			doc: `
+[flavors.small]
+cores = 1
+memory = "2GiB"
+
+[flavors]
+"hpc.16x64" = { cores = 16, memory = "64GiB" }
+mib = { cores = 2, memory = 3000 }
+si.cores = 4
+si.memory = "8GB"
+`,
+			want: map[string]*policies.Flavor{
+				"small":     {Name: "small", Cores: 1, MemoryMiB: 2048},
+				"hpc.16x64": {Name: "hpc.16x64", Cores: 16, MemoryMiB: 64 << 10},
+				"mib":       {Name: "mib", Cores: 2, MemoryMiB: 3000},
+				"si":        {Name: "si", Cores: 4, MemoryMiB: 7629}, // 8·10^9 / 2^20, rounded down
+			},
+		},
+		"a table replaces the built-in ones": {
+			doc:  "[flavors]\n\"t3.small\" = { cores = 2, memory = \"1GiB\" }\n",
+			want: map[string]*policies.Flavor{"t3.small": {Name: "t3.small", Cores: 2, MemoryMiB: 1024}},
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := parse(t, tt.doc)
+			if diff := cmp.Diff(tt.want, p.Flavors); diff != "" {
+				t.Errorf("Flavors (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestParseTopLevel(t *testing.T) {
 	p := parse(t, `
 name = "sweep"
@@ -416,6 +466,29 @@ func TestParseErrors(t *testing.T) {
 		"groups as array of table": {doc: "[[groups]]\nname = \"a\"\n", wantLine: 1, wantKey: "groups", wantMsg: "must be a table, got array of tables"},
 		"overflow not a table":     {doc: "[groups.a]\noverflow = [\"ec2\"]\n", wantLine: 2, wantKey: "groups.a.overflow", wantMsg: "must be a table, got array"},
 		"empty group name":         {doc: "[groups.\"\"]\n", wantLine: 1, wantKey: `groups.""`, wantMsg: "must not be empty"},
+
+		// Flavors.
+		"flavor cores zero":      {doc: "[flavors]\n\"t3.small\" = { cores = 0, memory = \"2GiB\" }\n", wantLine: 2, wantKey: `flavors."t3.small".cores`, wantMsg: "missing: every flavor needs cores"},
+		"flavor cores negative":  {doc: "[flavors.a]\ncores = -2\nmemory = 512\n", wantLine: 2, wantKey: "flavors.a.cores", wantMsg: "must be in 1..4096, got -2"},
+		"flavor cores too many":  {doc: "[flavors.a]\nmemory = 512\ncores = 5000\n", wantLine: 3, wantKey: "flavors.a.cores", wantMsg: "must be in 1..4096, got 5000"},
+		"flavor cores string":    {doc: "[flavors]\na = { cores = \"2\", memory = 512 }\n", wantLine: 2, wantKey: "flavors.a.cores", wantMsg: `must be an integer, got string "2"`},
+		"flavor cores missing":   {doc: "name = \"x\"\n\n[flavors]\nsmall = { memory = \"2GiB\" }\n", wantLine: 4, wantKey: "flavors.small.cores", wantMsg: "missing: every flavor needs cores"},
+		"flavor memory missing":  {doc: "[flavors.small]\ncores = 1\n", wantLine: 1, wantKey: "flavors.small.memory", wantMsg: "missing: every flavor needs memory"},
+		"flavor memory no unit":  {doc: "[flavors]\nsmall = { cores = 1, memory = \"2048\" }\n", wantLine: 2, wantKey: "flavors.small.memory", wantMsg: "missing unit"},
+		"flavor memory bad unit": {doc: "[flavors]\nsmall = { cores = 1, memory = \"2GB!\" }\n", wantLine: 2, wantKey: "flavors.small.memory", wantMsg: `invalid size "2GB!"`},
+		"flavor memory too much": {doc: "[flavors]\nbig = { cores = 1, memory = \"65TiB\" }\n", wantLine: 2, wantKey: "flavors.big.memory", wantMsg: "must be in 1MiB..64TiB"},
+		"flavor memory negative": {doc: "[flavors]\nbig = { cores = 1, memory = -1 }\n", wantLine: 2, wantKey: "flavors.big.memory", wantMsg: "must be in 1MiB..64TiB, got -1MiB"},
+		"flavor unknown key":     {doc: "[flavors]\nsmall = { cores = 1, memory = 512, cpus = 2 }\n", wantLine: 2, wantKey: "flavors.small.cpus", wantMsg: "unknown key (known keys: cores, memory)"},
+		"flavor misspelt key":    {doc: "[flavors.small]\ncores = 1\nmemroy = 512\n", wantLine: 3, wantKey: "flavors.small.memroy", wantMsg: "did you mean memory?"},
+		"flavor not a table":     {doc: "[flavors]\nsmall = \"1c2g\"\n", wantLine: 2, wantKey: "flavors.small", wantMsg: `must be a table, got string "1c2g"`},
+		"flavors not a table":    {doc: "flavors = [\"t3.small\"]\n", wantLine: 1, wantKey: "flavors", wantMsg: "must be a table, got array"},
+		"flavors empty":          {doc: "reserve = 0\nflavors = {}\n", wantLine: 2, wantKey: "flavors", wantMsg: "is empty"},
+		"flavor name with space": {doc: "[flavors]\n\"t3 small\" = { cores = 1, memory = 512 }\n", wantLine: 2, wantKey: `flavors."t3 small"`, wantMsg: "use letters, digits"},
+		"flavor name empty":      {doc: "[flavors]\n\"\" = { cores = 1, memory = 512 }\n", wantLine: 2, wantKey: `flavors.""`, wantMsg: "must have 1 to 64 characters"},
+		"second flavor bad": {
+			doc:      "[flavors]\n\"t3.small\" = { cores = 1, memory = \"2GiB\" }\n\"hpc.16x64\" = { cores = 16 }\n",
+			wantLine: 3, wantKey: `flavors."hpc.16x64".memory`, wantMsg: "missing",
+		},
 
 		// Unknown keys.
 		"unknown key at top level": {doc: "reserve = 0.1\nreserv = 0.2\n", wantLine: 2, wantKey: "reserv", wantMsg: "unknown key (did you mean reserve? known keys: name, reserve,"},

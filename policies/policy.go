@@ -1,8 +1,10 @@
 package policies
 
 import (
+	"cmp"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fairlease/fairlease/lease"
@@ -74,6 +76,13 @@ type Policy struct {
 	// Groups holds every configured group, flattened; the tree is in
 	// Parent and Children. Callers must not modify the groups.
 	Groups map[lease.GroupID]*Group `toml:"groups"`
+	// Flavors are the site's instance types by name: the VM shape an EC2
+	// RunInstances call gets for its InstanceType. A file's [flavors]
+	// table replaces the built-in ones (DefaultFlavors) as a whole; a
+	// policy without any (nil, as in one restored from an older snapshot)
+	// offers the built-in ones. Callers must not modify the flavors; read
+	// them through Flavor and FlavorList.
+	Flavors map[string]*Flavor `toml:"flavors"`
 
 	roots []lease.GroupID // sorted; computed by Validate
 }
@@ -124,6 +133,81 @@ type Overflow struct {
 	Period time.Duration `toml:"period"`
 }
 
+// Flavor is an instance type: the VM shape it names.
+type Flavor struct {
+	// Name is the flavor's key in Policy.Flavors ("t3.small"); Validate
+	// fills it in.
+	Name string `toml:"-"`
+	// Cores is the VM's number of cores, > 0.
+	Cores int `toml:"cores"`
+	// MemoryMiB is the VM's memory, > 0; written as a size string
+	// ("2GiB") or an integer number of MiB.
+	MemoryMiB int64 `toml:"memory,size"`
+}
+
+// Limits of a flavor's shape: larger values are typing mistakes, and they
+// keep products of counts and shapes far from overflowing.
+const (
+	MaxFlavorCores     = 4096
+	MaxFlavorMemoryMiB = 64 << 20 // 64 TiB
+	maxFlavorName      = 64
+)
+
+// DefaultFlavors returns the instance types a site offers unless its policy
+// sets its own: EC2's general-purpose names, so that scripts written for
+// EC2 work unchanged.
+func DefaultFlavors() map[string]*Flavor {
+	fl := map[string]*Flavor{}
+	for _, f := range []Flavor{
+		{"t3.nano", 1, 512}, {"t3.micro", 1, 1024}, {"t3.small", 1, 2048}, {"t3.medium", 2, 4096},
+		{"t3.large", 2, 8192}, {"m5.large", 2, 8192}, {"m5.xlarge", 4, 16384}, {"m5.2xlarge", 8, 32768},
+		{"c5.large", 2, 4096}, {"c5.xlarge", 4, 8192}, {"c5.2xlarge", 8, 16384},
+	} {
+		fl[f.Name] = &f
+	}
+	return fl
+}
+
+// flavorTable is p's flavors, or the built-in ones when p has none.
+func (p *Policy) flavorTable() map[string]*Flavor {
+	if p == nil || len(p.Flavors) == 0 {
+		return defaultFlavors
+	}
+	return p.Flavors
+}
+
+var defaultFlavors = DefaultFlavors()
+
+// Flavor returns the flavor name, with its Name set.
+func (p *Policy) Flavor(name string) (Flavor, bool) {
+	f := p.flavorTable()[name]
+	if f == nil {
+		return Flavor{}, false
+	}
+	c := *f
+	c.Name = name
+	return c, true
+}
+
+// FlavorList returns the flavors smallest first: by cores, then memory,
+// then name.
+func (p *Policy) FlavorList() []Flavor {
+	table := p.flavorTable()
+	out := make([]Flavor, 0, len(table))
+	for name, f := range table {
+		if f == nil {
+			continue
+		}
+		c := *f
+		c.Name = name
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Flavor) int {
+		return cmp.Or(cmp.Compare(a.Cores, b.Cores), cmp.Compare(a.MemoryMiB, b.MemoryMiB), strings.Compare(a.Name, b.Name))
+	})
+	return out
+}
+
 // Activity rules.
 const (
 	ActiveHeld  = "held"
@@ -150,7 +234,8 @@ func Default() *Policy {
 			Weight:   1,
 			Overflow: Overflow{Period: 30 * Day},
 		},
-		Groups: map[lease.GroupID]*Group{},
+		Groups:  map[lease.GroupID]*Group{},
+		Flavors: DefaultFlavors(),
 	}
 }
 
@@ -211,6 +296,16 @@ func (p *Policy) Clone() *Policy {
 			q.Groups[id] = g
 		}
 	}
+	if p.Flavors != nil {
+		q.Flavors = make(map[string]*Flavor, len(p.Flavors))
+		for name, f := range p.Flavors {
+			if f != nil {
+				c := *f
+				f = &c
+			}
+			q.Flavors[name] = f
+		}
+	}
 	q.roots = slices.Clone(p.roots)
 	return &q
 }
@@ -221,12 +316,18 @@ func (g Group) clone() Group {
 	return g
 }
 
-// buildTree fills in Name, Children and roots from the Parent fields.
+// buildTree fills in the groups' Name and Children and the roots from the
+// Parent fields, and the flavors' Name.
 func (p *Policy) buildTree() {
 	ids := slices.Sorted(maps.Keys(p.Groups))
 	for _, id := range ids {
 		g := p.Groups[id]
 		g.Name, g.Children = id, nil
+	}
+	for name, f := range p.Flavors {
+		if f != nil {
+			f.Name = name
+		}
 	}
 	p.roots = nil
 	// Visiting in sorted order keeps every Children list sorted.

@@ -78,6 +78,13 @@ func TestValidateErrors(t *testing.T) {
 		"empty site": {func(p *policies.Policy) { p.Groups["physics"].Overflow.Sites = []string{" "} }, "groups.physics.overflow.sites: site 1 is empty"},
 		"budget":     {func(p *policies.Policy) { p.Groups["physics"].Overflow.BudgetCoreHours = math.Inf(1) }, "groups.physics.overflow.budget_core_hours: must be -1 (unlimited), 0 (none) or more, got +Inf"},
 		"period":     {func(p *policies.Policy) { p.Groups["physics"].Overflow.Period = 0 }, "groups.physics.overflow.period: must be > 0, got 0s"},
+		"empty flavors": {func(p *policies.Policy) { p.Flavors = map[string]*policies.Flavor{} },
+			"flavors: is empty: list at least one flavor, or leave the table out to offer the built-in ones"},
+		"nil flavor":       {func(p *policies.Policy) { p.Flavors["x1"] = nil }, "flavors.x1: flavor is nil"},
+		"flavor no cores":  {func(p *policies.Policy) { p.Flavors["x1"] = &policies.Flavor{MemoryMiB: 1} }, "flavors.x1.cores: missing: every flavor needs cores = N, N > 0"},
+		"flavor no memory": {func(p *policies.Policy) { p.Flavors["x1"] = &policies.Flavor{Cores: 1} }, `flavors.x1.memory: missing: every flavor needs memory, a size like "4GiB" or an integer number of MiB`},
+		"flavor name mismatch": {func(p *policies.Policy) { p.Flavors["t3.small"].Name = "t3.big" },
+			`flavors."t3.small": Name "t3.big" differs from the flavor's key`},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -173,6 +180,8 @@ func TestClone(t *testing.T) {
 	c.Groups["science"].Children[0] = "changed"
 	c.Groups["new"] = &policies.Group{}
 	c.Roots()[0] = "changed"
+	c.Flavors["t3.small"].Cores = 99
+	c.Flavors["new"] = &policies.Flavor{Cores: 1, MemoryMiB: 1}
 	if diff := cmp.Diff(want, p, allowRoots); diff != "" {
 		t.Errorf("changing the clone changed the original (-want +got):\n%s", diff)
 	}
@@ -387,6 +396,62 @@ func TestParseSize(t *testing.T) {
 			}
 			if err != nil || got != tt.want {
 				t.Errorf("ParseSize(%q): got %v, %v; want %v", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFlavors(t *testing.T) {
+	tests := map[string]struct {
+		policy   *policies.Policy
+		wantList []string // names, smallest first
+		wantGet  map[string]policies.Flavor
+	}{
+		"built in": {
+			policy:   policies.Default(),
+			wantList: []string{"t3.nano", "t3.micro", "t3.small", "c5.large", "t3.medium", "m5.large", "t3.large", "c5.xlarge", "m5.xlarge", "c5.2xlarge", "m5.2xlarge"},
+			wantGet:  map[string]policies.Flavor{"t3.small": {Name: "t3.small", Cores: 1, MemoryMiB: 2048}, "hpc.16x64": {}},
+		},
+		"none offers the built-in ones": {
+			policy:   &policies.Policy{},
+			wantList: []string{"t3.nano", "t3.micro", "t3.small", "c5.large", "t3.medium", "m5.large", "t3.large", "c5.xlarge", "m5.xlarge", "c5.2xlarge", "m5.2xlarge"},
+			wantGet:  map[string]policies.Flavor{"m5.large": {Name: "m5.large", Cores: 2, MemoryMiB: 8192}},
+		},
+		"nil policy": {
+			policy:   nil,
+			wantList: []string{"t3.nano", "t3.micro", "t3.small", "c5.large", "t3.medium", "m5.large", "t3.large", "c5.xlarge", "m5.xlarge", "c5.2xlarge", "m5.2xlarge"},
+		},
+		"own table": {
+			policy: &policies.Policy{Flavors: map[string]*policies.Flavor{
+				"hpc.16x64": {Cores: 16, MemoryMiB: 64 << 10},
+				"b":         {Cores: 1, MemoryMiB: 2048},
+				"a":         {Cores: 1, MemoryMiB: 2048},
+				"tiny":      {Cores: 1, MemoryMiB: 512},
+			}},
+			wantList: []string{"tiny", "a", "b", "hpc.16x64"},
+			wantGet: map[string]policies.Flavor{
+				"hpc.16x64": {Name: "hpc.16x64", Cores: 16, MemoryMiB: 64 << 10},
+				"t3.small":  {}, // the table replaces the built-in ones
+			},
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			var got []string
+			for _, f := range tt.policy.FlavorList() {
+				got = append(got, f.Name)
+			}
+			if diff := cmp.Diff(tt.wantList, got); diff != "" {
+				t.Errorf("FlavorList names (-want +got):\n%s", diff)
+			}
+			for n, want := range tt.wantGet {
+				got, ok := tt.policy.Flavor(n)
+				if ok != (want != policies.Flavor{}) {
+					t.Errorf("Flavor(%q): ok = %v, want %v", n, ok, !ok)
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("Flavor(%q) (-want +got):\n%s", n, diff)
+				}
 			}
 		})
 	}

@@ -111,6 +111,13 @@ func (p *Policy) problems() []*LoadError {
 		g.check(add, key)
 	}
 
+	if p.Flavors != nil && len(p.Flavors) == 0 {
+		add(toml.Key{"flavors"}, "is empty: list at least one flavor, or leave the table out to offer the built-in ones")
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.Flavors)) {
+		checkFlavor(add, name, p.Flavors[name])
+	}
+
 	// A cycle is reported at the parent key of each group on it, so that
 	// Parse can point at the one that comes first in the file.
 	for _, id := range ids {
@@ -178,6 +185,49 @@ func (g *Group) check(add func(toml.Key, string, ...any), key toml.Key) {
 	if o.Period <= 0 {
 		add(k("overflow", "period"), "must be > 0, got %s", FormatDuration(o.Period))
 	}
+}
+
+// checkFlavor validates the flavor name of a policy's table.
+func checkFlavor(add func(toml.Key, string, ...any), name string, f *Flavor) {
+	key := toml.Key{"flavors", name}
+	k := func(part string) toml.Key { return append(key[:len(key):len(key)], part) }
+	switch {
+	case f == nil:
+		add(key, "flavor is nil")
+		return
+	case name == "" || len(name) > maxFlavorName:
+		add(key, "a flavor name must have 1 to %d characters, got %d", maxFlavorName, len(name))
+	case !validFlavorName(name):
+		add(key, "flavor name %q: use letters, digits, '.', '-' and '_', starting with a letter or digit", name)
+	case f.Name != "" && f.Name != name:
+		add(key, "Name %q differs from the flavor's key", f.Name)
+	}
+	switch {
+	case f.Cores == 0:
+		add(k("cores"), "missing: every flavor needs cores = N, N > 0")
+	case f.Cores < 0 || f.Cores > MaxFlavorCores:
+		add(k("cores"), "must be in 1..%d, got %d", MaxFlavorCores, f.Cores)
+	}
+	switch {
+	case f.MemoryMiB == 0:
+		add(k("memory"), "missing: every flavor needs memory, a size like \"4GiB\" or an integer number of MiB")
+	case f.MemoryMiB < 0 || f.MemoryMiB > MaxFlavorMemoryMiB:
+		add(k("memory"), "must be in 1MiB..64TiB, got %dMiB", f.MemoryMiB)
+	}
+}
+
+// validFlavorName accepts names like EC2's instance types ("t3.small",
+// "hpc.16x64"): letters, digits, '.', '-' and '_', starting with a letter or
+// digit.
+func validFlavorName(name string) bool {
+	for i, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+			i > 0 && (r == '.' || r == '-' || r == '_')
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func nonNegative(add func(toml.Key, string, ...any), key toml.Key, d time.Duration, note string) {

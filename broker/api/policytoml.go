@@ -37,6 +37,14 @@ func EncodePolicy(p *policies.Policy) string {
 	for _, id := range ids {
 		writeGroup(&b, "groups."+tomlKey(string(id)), p.Groups[id], true)
 	}
+	// Without flavors the policy offers the built-in ones, as a file
+	// without the table does.
+	if len(p.Flavors) > 0 {
+		b.WriteString("\n[flavors]\n")
+		for _, f := range p.FlavorList() {
+			fmt.Fprintf(&b, "%s = { cores = %d, memory = %d }\n", tomlKey(f.Name), f.Cores, f.MemoryMiB)
+		}
+	}
 	return b.String()
 }
 
