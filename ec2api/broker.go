@@ -32,21 +32,6 @@ import (
 // is one of its VMs, an AMI is an image of the registry, a key pair is a
 // user's SSH key. Every change goes through the broker's log.
 
-// Flavor is an instance type: the VM shape it names.
-type Flavor struct {
-	Name      string
-	Cores     int
-	MemoryMiB int64
-}
-
-// DefaultFlavors are the instance types a site offers unless it sets its
-// own: EC2's general-purpose names, so scripts written for EC2 work.
-var DefaultFlavors = []Flavor{
-	{"t3.nano", 1, 512}, {"t3.micro", 1, 1024}, {"t3.small", 1, 2048}, {"t3.medium", 2, 4096},
-	{"t3.large", 2, 8192}, {"m5.large", 2, 8192}, {"m5.xlarge", 4, 16384}, {"m5.2xlarge", 8, 32768},
-	{"c5.large", 2, 4096}, {"c5.xlarge", 4, 8192}, {"c5.2xlarge", 8, 16384},
-}
-
 // TagDuration is the instance tag that sets the lease length, in seconds
 // or as a duration ("3h", "90m"); without it a lease lasts DefaultDuration.
 const TagDuration = "fairlease:duration"
@@ -57,8 +42,9 @@ type BrokerConfig struct {
 	Region   string
 	Endpoint string
 	Zone     string
-	Flavors  []Flavor
-	// DefaultType is the instance type when a call names none.
+	// DefaultType is the instance type when a call names none; when the
+	// site's flavor table (policies.Policy.Flavors) lacks it, the smallest
+	// flavor.
 	DefaultType string
 	// DefaultDuration is a lease's length without a duration tag (capped
 	// by the group's longest lease).
@@ -85,9 +71,6 @@ type brokerActions struct {
 func NewBroker(cfg BrokerConfig) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if len(cfg.Flavors) == 0 {
-		cfg.Flavors = DefaultFlavors
 	}
 	if cfg.DefaultType == "" {
 		cfg.DefaultType = "t3.small"
@@ -192,19 +175,40 @@ func (b *brokerActions) propose(ctx context.Context, u broker.User, t broker.Com
 	return res, nil
 }
 
-func (b *brokerActions) flavor(name string) (Flavor, bool) {
-	for _, f := range b.cfg.Flavors {
+// flavors returns the site's flavor table, smallest first: the policy in
+// force now, so that a new policy changes the instance types at once on
+// every node.
+func (b *brokerActions) flavors(ctx context.Context) ([]policies.Flavor, *Error) {
+	var fl []policies.Flavor
+	if err := b.cfg.Backend.Read(ctx, false, func(st *broker.State) error {
+		fl = st.Policy().FlavorList()
+		return nil
+	}); err != nil {
+		return nil, toEC2(err)
+	}
+	return fl, nil
+}
+
+// flavor looks an instance type up in fl; "" is the default type.
+func (b *brokerActions) flavor(fl []policies.Flavor, name string) (policies.Flavor, bool) {
+	if name == "" {
+		name = b.cfg.DefaultType
+		if !slices.ContainsFunc(fl, func(f policies.Flavor) bool { return f.Name == name }) && len(fl) > 0 {
+			return fl[0], true
+		}
+	}
+	for _, f := range fl {
 		if f.Name == name {
 			return f, true
 		}
 	}
-	return Flavor{}, false
+	return policies.Flavor{}, false
 }
 
-// flavorOf names the smallest flavor a shape fits, for leases made
-// through the REST API.
-func (b *brokerActions) flavorOf(sh lease.Shape) string {
-	for _, f := range b.cfg.Flavors {
+// flavorOf names the smallest flavor of fl with shape sh, for leases
+// made through the REST API.
+func flavorOf(fl []policies.Flavor, sh lease.Shape) string {
+	for _, f := range fl {
 		if f.Cores == sh.Cores && f.MemoryMiB == sh.MemoryMiB {
 			return f.Name
 		}
@@ -248,14 +252,15 @@ func (b *brokerActions) runInstances(ctx context.Context, c Caller, p *Params) (
 	if maxC < minC {
 		return nil, InvalidParameterValue("MaxCount", strconv.FormatInt(maxC, 10), "MaxCount must be at least MinCount.")
 	}
-	typ := p.String("InstanceType")
-	if typ == "" {
-		typ = b.cfg.DefaultType
+	flavors, e := b.flavors(ctx)
+	if e != nil {
+		return nil, e
 	}
-	fl, ok := b.flavor(typ)
+	fl, ok := b.flavor(flavors, p.String("InstanceType"))
 	if !ok {
-		return nil, InvalidParameterValue("InstanceType", typ, "Unknown instance type; DescribeInstanceTypes lists this site's.")
+		return nil, InvalidParameterValue("InstanceType", p.String("InstanceType"), "Unknown instance type; DescribeInstanceTypes lists this site's.")
 	}
+	typ := fl.Name
 	token := p.String("ClientToken")
 	if len(token) > 64 {
 		return nil, InvalidParameterValue("ClientToken", token, "A client token has at most 64 characters.")
@@ -374,7 +379,7 @@ func (b *brokerActions) runInstances(ctx context.Context, c Caller, p *Params) (
 			return nil, InsufficientInstanceCapacity("no room for %d × %s within %s; the site's fair-share queue would start it later", req.Count, typ, b.cfg.StartWithin)
 		}
 	}
-	r := b.reservation(l, u, nil)
+	r := b.reservation(l, u, flavors, nil)
 	return &RunInstancesResponse{Reservation: r}, nil
 }
 
@@ -431,11 +436,11 @@ func shown(l *broker.Lease, now time.Time) bool {
 	return true
 }
 
-// reservation is the EC2 view of lease l; keep, when set, selects its
-// instances.
-func (b *brokerActions) reservation(l *broker.Lease, u broker.User, tags func(string) map[string]string) Reservation {
+// reservation is the EC2 view of lease l; flavors name the type of a lease
+// made through the REST API.
+func (b *brokerActions) reservation(l *broker.Lease, u broker.User, flavors []policies.Flavor, tags func(string) map[string]string) Reservation {
 	r := Reservation{ReservationID: reservationID(l), OwnerID: ownerID(l.Group), GroupSet: Set[GroupIdentifier]{}}
-	typ, key, token := b.flavorOf(l.Request.Shape), "", ""
+	typ, key, token := flavorOf(flavors, l.Request.Shape), "", ""
 	if l.Launch != nil {
 		typ, key, token = l.Launch.InstanceType, l.Launch.KeyName, l.Launch.ClientToken
 	}
@@ -596,6 +601,10 @@ func (b *brokerActions) describeInstances(ctx context.Context, c Caller, p *Para
 	if e != nil {
 		return nil, e
 	}
+	flavors, e := b.flavors(ctx)
+	if e != nil {
+		return nil, e
+	}
 	want := map[string]bool{}
 	for _, id := range ids {
 		want[id] = true
@@ -603,7 +612,7 @@ func (b *brokerActions) describeInstances(ctx context.Context, c Caller, p *Para
 	var out []Reservation
 	found := map[string]bool{}
 	for _, l := range ls {
-		r := b.reservation(l, u, func(id string) map[string]string { return tags[id] })
+		r := b.reservation(l, u, flavors, func(id string) map[string]string { return tags[id] })
 		var keep Set[Instance]
 		for _, in := range r.InstancesSet {
 			if len(want) > 0 && !want[in.InstanceID] {
@@ -1030,8 +1039,12 @@ func (b *brokerActions) describeInstanceTypes(ctx context.Context, c Caller, p *
 	if e != nil {
 		return nil, e
 	}
+	flavors, e := b.flavors(ctx)
+	if e != nil {
+		return nil, e
+	}
 	var out []InstanceTypeInfo
-	for _, f := range b.cfg.Flavors {
+	for _, f := range flavors {
 		if len(names) > 0 && !slices.Contains(names, f.Name) {
 			continue
 		}
@@ -1062,7 +1075,7 @@ func (b *brokerActions) describeInstanceTypes(ctx context.Context, c Caller, p *
 		}
 	}
 	for _, n := range names {
-		if _, ok := b.flavor(n); !ok {
+		if _, ok := b.flavor(flavors, n); n == "" || !ok {
 			return nil, InvalidParameterValue("InstanceType", n, "Unknown instance type.")
 		}
 	}
