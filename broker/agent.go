@@ -135,6 +135,9 @@ type Assignment struct {
 	// time, placed here): the host fetches its image and starts nothing.
 	Prefetch bool      `json:"prefetch,omitempty"`
 	Start    time.Time `json:"start,omitzero"`
+	// UserData is what an EC2 RunInstances call gave as user data, for
+	// every VM's seed; nil for other leases.
+	UserData []byte `json:"user_data,omitempty"`
 }
 
 // Assignments returns what host must run as of the applied index: every
@@ -162,6 +165,9 @@ func (s *State) Assignments(host string) []Assignment {
 		if l.Context != nil {
 			c := *l.Context
 			a.Context = &c
+		}
+		if l.Launch != nil {
+			a.UserData = slices.Clone(l.Launch.UserData)
 		}
 		out = append(out, a)
 	}

@@ -224,7 +224,8 @@ func buildSpec(host string, s startVM, path, format string) virt.Spec {
 			self = v
 		}
 	}
-	seed := virt.Seed{InstanceID: s.Name, Hostname: self.Name, Address: self.Address, Prefix: vmNet.Bits(), Peers: peers}
+	seed := virt.Seed{InstanceID: s.Name, Hostname: self.Name, Address: self.Address, Prefix: vmNet.Bits(), Peers: peers,
+		UserData: as.UserData}
 	if c := as.Context; c != nil {
 		seed.ClusterPublicKey, seed.ClusterPrivateKey = c.PublicKey, c.PrivateKey
 		seed.UserKeys = append([]string(nil), c.UserKeys...)

@@ -1,21 +1,41 @@
 // Package seed builds the cloud-init NoCloud seed of a VM: an ISO 9660
 // volume labelled "cidata" holding meta-data, user-data and
-// network-config.
+// network-config, and the user's own user data, if any, in
+// fairlease/user-data.
 //
-// The user-data has one fixed shape, every value on one line, because
-// the test image's init reads it line by line rather than as YAML. So
-// every value that goes into it is validated first: hostnames are DNS
-// names, addresses are IPs, SSH keys are re-emitted in their canonical
+// The fairlease cloud-config has one fixed shape, every value on one line,
+// because the test image's init reads it line by line rather than as
+// YAML. So every value that goes into it is validated first: hostnames are
+// DNS names, addresses are IPs, SSH keys are re-emitted in their canonical
 // one-line form and file contents are base64.
+//
+// cloud-init reads one user-data document. Without user data of the
+// user's, it is the fairlease cloud-config. With it, it is a MIME
+// multi-part archive (Content-Type: multipart/mixed), which cloud-init
+// handles part by part: first the fairlease cloud-config (text/cloud-config,
+// written as it is, 7bit, so that line-wise readers still find its
+// lines), then the user's data, base64, typed by its first line as
+// cloud-init types a user-data document of its own (see [UserDataType]).
+// The fairlease part's Merge-Type makes a user's cloud-config add to its
+// lists (ssh_authorized_keys, write_files, runcmd, ...) rather than lose
+// them, and leaves the cluster's hostname in force.
 package seed
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
 	"net/netip"
+	"net/textproto"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/kdomanski/iso9660"
 	"golang.org/x/crypto/ssh"
@@ -31,6 +51,14 @@ const (
 	ClusterKeyPath       = "/root/.ssh/id_ed25519"
 )
 
+// UserDataFile is where the seed volume holds the user's own user data,
+// byte for byte, for images that read it without cloud-init.
+const UserDataFile = "fairlease/user-data"
+
+// MergeType is the fairlease part's Merge-Type: a cloud-config part after
+// it appends to its lists and adds keys without replacing its values.
+const MergeType = "list(append)+dict(no_replace,recurse_list)+str()"
+
 // Config is what a VM learns at boot. It mirrors virt.Seed field for
 // field; it is its own type because virt imports this package.
 type Config struct {
@@ -45,6 +73,9 @@ type Config struct {
 	ClusterPublicKey  string
 	ClusterPrivateKey string
 	UserKeys          []string
+	// UserData is the user's own user data (an EC2 RunInstances call's),
+	// any bytes; nil or empty for none.
+	UserData []byte
 }
 
 // Peer is one VM of the cluster.
@@ -53,11 +84,16 @@ type Peer struct {
 	Address string
 }
 
-// Files are the contents of the seed's three files.
+// Files are the contents of the seed's files.
 type Files struct {
-	MetaData      []byte
+	MetaData []byte
+	// UserData is cloud-init's user-data: the fairlease cloud-config, or
+	// a multi-part archive of it and the user's data.
 	UserData      []byte
 	NetworkConfig []byte
+	// User is the user's own user data, verbatim (UserDataFile); nil for
+	// none.
+	User []byte
 }
 
 // ErrInvalid is wrapped by every error about a Config.
@@ -78,14 +114,21 @@ func Build(c Config) ([]byte, error) {
 		return nil, fmt.Errorf("seed: stage ISO image (is the temporary directory writable?): %w", err)
 	}
 	defer w.Cleanup()
-	for _, file := range []struct {
+	files := []struct {
 		name string
 		data []byte
 	}{
 		{"meta-data", f.MetaData},
 		{"user-data", f.UserData},
 		{"network-config", f.NetworkConfig},
-	} {
+	}
+	if f.User != nil {
+		files = append(files, struct {
+			name string
+			data []byte
+		}{UserDataFile, f.User})
+	}
+	for _, file := range files {
 		if err := w.AddFile(bytes.NewReader(file.data), file.name); err != nil {
 			return nil, fmt.Errorf("seed: stage %s (is the temporary directory writable?): %w", file.name, err)
 		}
@@ -169,6 +212,12 @@ func Render(c Config) (Files, error) {
 		fmt.Fprintf(&u, "    content: %s\n", base64.StdEncoding.EncodeToString([]byte(wf.content)))
 	}
 	f.UserData = []byte(u.String())
+	if len(c.UserData) > 0 {
+		f.User = bytes.Clone(c.UserData)
+		if f.UserData, err = multipartUserData(f.UserData, c.UserData); err != nil {
+			return Files{}, err
+		}
+	}
 
 	// Matching by name rather than MAC: the NIC's MAC is libvirt's choice.
 	f.NetworkConfig = fmt.Appendf(nil, `version: 2
@@ -275,4 +324,134 @@ func checkPrivateKey(pem, pub string) error {
 		return invalid("cluster private key does not match the cluster public key: give both halves of one key pair")
 	}
 	return nil
+}
+
+// multipartUserData is the MIME multi-part archive of the fairlease
+// cloud-config and the user's data.
+func multipartUserData(fairlease, user []byte) ([]byte, error) {
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	// The boundary is a digest of what it separates: Render stays a
+	// function of its Config, and no content holds the boundary unless
+	// it holds its own digest.
+	h := sha256.New()
+	h.Write(fairlease)
+	h.Write(user)
+	if err := w.SetBoundary("fairlease-" + hex.EncodeToString(h.Sum(nil))[:40]); err != nil {
+		return nil, fmt.Errorf("seed: user-data: %w", err)
+	}
+	part, err := w.CreatePart(textproto.MIMEHeader{
+		"Content-Type":              {`text/cloud-config; charset="us-ascii"`},
+		"Content-Transfer-Encoding": {"7bit"},
+		"Content-Disposition":       {`attachment; filename="fairlease.cfg"`},
+		"Merge-Type":                {MergeType},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("seed: user-data: %w", err)
+	}
+	part.Write(fairlease) // a bytes.Buffer does not fail
+	if err := userPart(w, user); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("seed: user-data: %w", err)
+	}
+	var out bytes.Buffer
+	// cloud-init takes user data for MIME when it says "MIME-Version:"
+	// in its first 4096 bytes.
+	fmt.Fprintf(&out, "Content-Type: %s\r\nMIME-Version: 1.0\r\n\r\n",
+		mime.FormatMediaType("multipart/mixed", map[string]string{"boundary": w.Boundary()}))
+	out.Write(body.Bytes())
+	return out.Bytes(), nil
+}
+
+// userPart adds the user's data to w: a MIME message of the user's (a
+// multi-part archive, say) as a part with its own headers, as cloud-init
+// would read it alone; anything else base64, typed by UserDataType.
+func userPart(w *multipart.Writer, data []byte) error {
+	// cloud-init's test for MIME user data.
+	if bytes.Contains(bytes.ToLower(data[:min(len(data), 4096)]), []byte("mime-version:")) {
+		if msg, err := mail.ReadMessage(bytes.NewReader(data)); err == nil && plainHeader(msg.Header) {
+			part, err := w.CreatePart(textproto.MIMEHeader(msg.Header))
+			if err != nil {
+				return fmt.Errorf("seed: user-data: %w", err)
+			}
+			_, err = io.Copy(part, msg.Body)
+			return err
+		}
+	}
+	part, err := w.CreatePart(textproto.MIMEHeader{
+		"Content-Type":              {UserDataType(data)},
+		"Content-Transfer-Encoding": {"base64"},
+		"Content-Disposition":       {`attachment; filename="user-data"`},
+	})
+	if err != nil {
+		return fmt.Errorf("seed: user-data: %w", err)
+	}
+	enc := base64.StdEncoding.EncodeToString(data)
+	for len(enc) > 76 {
+		fmt.Fprintf(part, "%s\r\n", enc[:76])
+		enc = enc[76:]
+	}
+	_, err = fmt.Fprintf(part, "%s\r\n", enc)
+	return err
+}
+
+// plainHeader reports whether h can be written as it was read: names are
+// tokens, values hold no control characters but tabs.
+func plainHeader(h mail.Header) bool {
+	for k, vs := range h {
+		if k == "" || strings.ContainsFunc(k, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r))
+		}) {
+			return false
+		}
+		for _, v := range vs {
+			if strings.ContainsFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// startsWith maps the first line of a user-data document to its type, as
+// cloud-init's handlers read it (longest first, so that
+// "#cloud-config-archive" is not taken for "#cloud-config").
+var startsWith = []struct{ prefix, typ string }{
+	{"#cloud-config-archive", "text/cloud-config-archive"},
+	{"#cloud-config-jsonp", "text/cloud-config-jsonp"},
+	{"## template: jinja", "text/jinja2"},
+	{"#cloud-boothook", "text/cloud-boothook"},
+	{"#cloud-config", "text/cloud-config"},
+	{"#include-once", "text/x-include-once-url"},
+	{"#part-handler", "text/part-handler"},
+	{"#upstart-job", "text/upstart-job"},
+	{"#include", "text/x-include-url"},
+	{"#!", "text/x-shellscript"},
+}
+
+// UserDataType is the MIME type of the user's data as cloud-init would
+// take it were it the whole user-data: gzip data is application/x-gzip
+// (cloud-init unpacks it and types what it finds); text is typed by how
+// it starts, case-insensitively after leading blanks ("#!" a shell
+// script, "#cloud-config" a cloud-config, "#include" a list of URLs, ...);
+// other text is text/plain, which cloud-init types the same way and
+// otherwise leaves unhandled, as it would the document alone; bytes that
+// are not UTF-8 are application/octet-stream.
+func UserDataType(data []byte) string {
+	if bytes.HasPrefix(data, []byte{0x1f, 0x8b}) {
+		return "application/x-gzip"
+	}
+	if !utf8.Valid(data) {
+		return "application/octet-stream"
+	}
+	start := strings.TrimLeft(string(data), " \t\r\n\v\f")
+	start = strings.ToLower(start[:min(len(start), 32)])
+	for _, s := range startsWith {
+		if strings.HasPrefix(start, s.prefix) {
+			return s.typ
+		}
+	}
+	return "text/plain"
 }

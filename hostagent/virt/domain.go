@@ -290,6 +290,7 @@ func seedConfig(s Seed) seed.Config {
 		ClusterPublicKey:  s.ClusterPublicKey,
 		ClusterPrivateKey: s.ClusterPrivateKey,
 		UserKeys:          s.UserKeys,
+		UserData:          s.UserData,
 	}
 	for _, p := range s.Peers {
 		c.Peers = append(c.Peers, seed.Peer{Name: p.Name, Address: p.Address})

@@ -28,12 +28,12 @@ func TestSeedConfigCopiesEveryField(t *testing.T) {
 	in := Seed{
 		InstanceID: "i", Hostname: "h", Address: "10.0.0.1", Prefix: 8,
 		Peers:            []Peer{{Name: "p", Address: "10.0.0.2"}},
-		ClusterPublicKey: "pub", ClusterPrivateKey: "priv", UserKeys: []string{"k"},
+		ClusterPublicKey: "pub", ClusterPrivateKey: "priv", UserKeys: []string{"k"}, UserData: []byte("#!"),
 	}
 	want := seed.Config{
 		InstanceID: "i", Hostname: "h", Address: "10.0.0.1", Prefix: 8,
 		Peers:            []seed.Peer{{Name: "p", Address: "10.0.0.2"}},
-		ClusterPublicKey: "pub", ClusterPrivateKey: "priv", UserKeys: []string{"k"},
+		ClusterPublicKey: "pub", ClusterPrivateKey: "priv", UserKeys: []string{"k"}, UserData: []byte("#!"),
 	}
 	if diff := cmp.Diff(want, seedConfig(in)); diff != "" {
 		t.Errorf("seedConfig: -want +got:\n%s", diff)

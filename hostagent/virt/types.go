@@ -42,6 +42,9 @@ type Seed struct {
 	ClusterPublicKey  string
 	ClusterPrivateKey string
 	UserKeys          []string
+	// UserData is the user's own user data (an EC2 RunInstances call's),
+	// nil for none.
+	UserData []byte
 }
 
 // Peer is one VM of the cluster.
