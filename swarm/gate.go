@@ -55,13 +55,16 @@ func newSeedGate(size, chunkSize int64, delay time.Duration) *seedGate {
 	}
 }
 
-// admit lets one upload read at torrent offset off of piece p proceed,
-// after a wait if the chunk is a repeat that peers can serve.
-func (g *seedGate) admit(p int, off int64) {
-	c := off / g.chunkSize
+// admit lets one upload read of n bytes at torrent offset off of piece p
+// proceed, after a wait if it repeats a block that peers can serve. Blocks
+// are tracked at the protocol's 16 KiB, whatever size peers request.
+func (g *seedGate) admit(p int, off, n int64) {
+	repeat := false
 	g.mu.Lock()
-	repeat := g.served[c]
-	g.served[c] = true
+	for c := off / g.chunkSize; c < min((off+max(n, 1)+g.chunkSize-1)/g.chunkSize, int64(len(g.served))); c++ {
+		repeat = repeat || g.served[c]
+		g.served[c] = true
+	}
 	g.mu.Unlock()
 	if !repeat {
 		g.first.Add(1)
