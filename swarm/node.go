@@ -158,6 +158,10 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	tc.DisableTCP = true // our own listener and dialer below
 	tc.DisableUTP = true
 	tc.Seed = true
+	// One connection per pair of nodes: when two nodes dial each other at
+	// once anacrolix otherwise keeps both, and every connection costs a
+	// request-queue rebuild per piece the peer announces.
+	tc.DropDuplicatePeerIds = true
 	// Plain BitTorrent: header obfuscation (RC4) hides nothing on a private
 	// network and costs CPU on every byte.
 	tc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{}
