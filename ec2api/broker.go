@@ -88,7 +88,7 @@ func NewBroker(cfg BrokerConfig) *Server {
 	}
 	sc.Endpoint = cfg.Endpoint
 	if cfg.Zone == "" {
-		cfg.Zone = sc.Region + "a"
+		cfg.Zone = sc.Region + "-a"
 	}
 	sc.Zones = []Zone{{Name: cfg.Zone}}
 	b := &brokerActions{cfg: cfg}
