@@ -283,11 +283,19 @@ func TestLeaderDiesMidOverflow(t *testing.T) {
 			}
 		}
 	}
-	f := r.fed(t, time.Hour) // on the new leader
-	// Rounds right after an election may fail to commit; the job runs
-	// again, as here, until the cluster is adopted.
-	err = servertest.WaitFor(ctx, func() error {
+	// The loop runs on whichever node leads (the server starts it on each
+	// new leader); rounds right after an election may fail to commit and
+	// run again, as here, until the cluster is adopted.
+	f := r.fed(t, time.Hour)
+	round := func() error {
 		if err := f.Step(ctx); err != nil {
+			f = r.fed(t, time.Hour) // leadership moved again
+			return err
+		}
+		return nil
+	}
+	err = servertest.WaitFor(ctx, func() error {
+		if err := round(); err != nil {
 			return err
 		}
 		if l := r.lease(t, "x1"); len(l.Remote.Instances) != 8 {
@@ -300,7 +308,9 @@ func TestLeaderDiesMidOverflow(t *testing.T) {
 	}
 	err = servertest.WaitFor(ctx, func() error {
 		r.propose(t, broker.CmdAdvance, struct{}{})
-		step(t, f)
+		if err := round(); err != nil {
+			return err
+		}
 		if cheap.Live() != 0 || dear.Live() != 0 || len(r.remote(t)) != 0 {
 			return fmt.Errorf("at the end: %d + %d instances alive, %d leases to clean up", cheap.Live(), dear.Live(), len(r.remote(t)))
 		}
