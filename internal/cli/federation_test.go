@@ -250,7 +250,20 @@ func TestEC2SiteConformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return sitetest.Subject{Site: s, LoseReply: func() { proxy.armed.Store(1) }}
+			// Exhaust fills the partner with another group's hour-long
+			// lease: a launch can then start no sooner than in an hour,
+			// which an EC2 caller is told as InsufficientInstanceCapacity.
+			exhaust := func() {
+				bt := siteCLI(t, env)
+				var filler broker.Lease
+				json.Unmarshal([]byte(bt("lease", "create", "--group", "filler", "--count", "32", "--cores", "1", "--memory", "512MiB",
+					"--image", "mpi-base", "--duration", "1h").stdout), &filler)
+				if filler.State != lease.StateStarting && filler.State != lease.StateRunning {
+					t.Fatalf("filler lease: %s, want it holding the whole site", filler.State)
+				}
+				t.Cleanup(func() { bt("lease", "terminate", string(filler.ID)) })
+			}
+			return sitetest.Subject{Site: s, LoseReply: func() { proxy.armed.Store(1) }, Exhaust: exhaust}
 		},
 		Shape: lease.Shape{Cores: 1, MemoryMiB: 512, Image: broker.ImageID("mpi-base")},
 		Count: 2,
