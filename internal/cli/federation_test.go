@@ -194,6 +194,10 @@ func TestTwoSitesOverflow(t *testing.T) {
 	if !strings.Contains(r.stdout, "6 instances on b") || !strings.Contains(r.stdout, l.VMs[0].Instance) || !strings.Contains(r.stdout, "cost so far") {
 		t.Errorf("lease show on a:\n%s", r.stdout)
 	}
+	r = run(t, "--addr", envA["FAIRLEASE_ADDR"], "--token", envA["FAIRLEASE_TOKEN"], "lease", "list")
+	if rows := fields(r.stdout); len(rows) != 2 || rows[1][len(rows[1])-1] != "b" {
+		t.Errorf("lease list on a: want the lease's site b in the last column:\n%s", r.stdout)
+	}
 	// At its end, it ends on both sites.
 	waitUntil(t, 40*time.Second, "the lease ended on both sites", func() error {
 		la, lb := leaseOn(t, a, string(l.ID)), leaseOn(t, b, string(onB[0].ID))

@@ -307,10 +307,14 @@ func newLeaseListCmd(e *env) *cobra.Command {
 				return printJSON(e, out)
 			}
 			now := timeNow()
-			return table(e.stdout, []string{"ID", "STATE", "GROUP", "USER", "VMS", "SHAPE", "START", "END"}, len(ls), func(i int) []string {
+			return table(e.stdout, []string{"ID", "STATE", "GROUP", "USER", "VMS", "SHAPE", "START", "END", "SITE"}, len(ls), func(i int) []string {
 				l := &ls[i]
+				site := l.Site
+				if site == "" {
+					site = "-"
+				}
 				return []string{string(l.ID), string(l.State), string(l.Group), l.User, fmt.Sprint(l.Request.Count),
-					shape(l.Request.Shape), clock(l.Start, now), clock(l.End, now)}
+					shape(l.Request.Shape), clock(l.Start, now), clock(l.End, now), site}
 			})
 		},
 	}

@@ -78,8 +78,8 @@ func TestLeaseCommands(t *testing.T) {
 
 	r = s.run(t, "ada", "lease", "list")
 	want := [][]string{
-		{"ID", "STATE", "GROUP", "USER", "VMS", "SHAPE", "START", "END"},
-		{id, "starting", "physics", "ada", "3", "2", "cores,", "4", "GiB,", "ubuntu-22.04-mpi", "09:00", "12:00"},
+		{"ID", "STATE", "GROUP", "USER", "VMS", "SHAPE", "START", "END", "SITE"},
+		{id, "starting", "physics", "ada", "3", "2", "cores,", "4", "GiB,", "ubuntu-22.04-mpi", "09:00", "12:00", "local"},
 	}
 	if diff := cmp.Diff(want, fields(r.stdout)); diff != "" {
 		t.Errorf("list (-want +got):\n%s", diff)
