@@ -19,6 +19,10 @@
 //     they appear, and leaves the rest to their slots' owners. Stock
 //     anacrolix asks rarest first, then by index, so all nodes ask the
 //     seed for the same pieces and split pieces between them.
+//   - The origin as fetchers see it (originView): a fetching node takes
+//     the origin seed's bitfield to hold only its own slot, so it asks the
+//     origin for nothing other nodes can give it, and the origin's upload
+//     to it is never held up by such requests.
 //   - The seed gate (seedGate): the origin seed holds a repeat request for a
 //     chunk it has sent before, when a peer could send it instead, so the
 //     requester turns to that peer.

@@ -18,6 +18,7 @@ import (
 	"github.com/RoaringBitmap/roaring"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
+	pp "github.com/anacrolix/torrent/peer_protocol"
 	"github.com/anacrolix/torrent/storage"
 	"golang.org/x/time/rate"
 )
@@ -97,6 +98,35 @@ type Node struct {
 	mu       sync.Mutex
 	torrents map[metainfo.Hash]*nodeTorrent
 	closed   bool
+
+	// originSlots are the fetches' own slots (see originView). Its lock is
+	// taken under anacrolix's client lock, so never hold it while calling
+	// into anacrolix.
+	originMu    sync.Mutex
+	originSlots map[metainfo.Hash]*originView
+}
+
+// originView is what a fetching node lets itself believe the origin seed
+// holds: its own slot of the pieces (see piecePlan) until the fetch stalls,
+// then everything. anacrolix asks every peer that has a wanted piece for
+// it, so a node that saw the origin hold every piece asked it for pieces
+// other nodes already had; the origin then held those requests back (see
+// seedGate), which stalled its upload to that node, own slot included.
+// The origin's bitfield (or have-all) is rewritten as it arrives, before
+// anacrolix reads it.
+type originView struct {
+	pieces     int
+	begin, end int  // own slot
+	full       bool // stalled: the origin may serve anything
+}
+
+// bitfield is the origin's pieces as the fetching node should see them.
+func (v *originView) bitfield() []bool {
+	bf := make([]bool, (v.pieces+7)/8*8)
+	for i := v.begin; i < v.end; i++ {
+		bf[i] = true
+	}
+	return bf
 }
 
 type nodeTorrent struct {
@@ -135,6 +165,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		log:      log,
 		store:    &nodeStorage{completion: completion, logger: log, slots: map[metainfo.Hash]*slot{}},
 		torrents: map[metainfo.Hash]*nodeTorrent{},
+
+		originSlots: map[metainfo.Hash]*originView{},
 	}
 	n.ln, err = net.Listen("tcp4", cfg.ListenAddr)
 	if err != nil {
@@ -173,6 +205,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		tc.Bep20 = originPeerIDPrefix
 	}
 	tc.Slogger = log
+	tc.Callbacks.ReadMessage = n.restrictOrigin
 	if cfg.UploadRate > 0 {
 		tc.UploadRateLimiter = rate.NewLimiter(rate.Limit(cfg.UploadRate), max(int(cfg.UploadRate/4), 64<<10))
 	}
@@ -188,6 +221,32 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	n.cl.AddListener(n.ln)
 	n.cl.AddDialer(torrent.NetworkDialer{Network: "tcp4", Dialer: dialer})
 	return n, nil
+}
+
+// restrictOrigin rewrites the origin seed's announcement of its pieces as
+// a fetching node receives it (see originView). anacrolix calls it with its
+// client lock held, before it handles the message.
+func (n *Node) restrictOrigin(pc *torrent.PeerConn, msg *pp.Message) {
+	if msg.Type != pp.HaveAll && msg.Type != pp.Bitfield {
+		return
+	}
+	if !strings.HasPrefix(string(pc.PeerID[:]), originPeerIDPrefix) {
+		return
+	}
+	t := pc.Torrent()
+	if t == nil {
+		return
+	}
+	n.originMu.Lock()
+	v := n.originSlots[t.InfoHash()]
+	var bf []bool
+	if v != nil && !v.full {
+		bf = v.bitfield()
+	}
+	n.originMu.Unlock()
+	if bf != nil {
+		msg.Type, msg.Bitfield = pp.Bitfield, bf
+	}
 }
 
 // Addr is the address peers connect to.
@@ -331,13 +390,26 @@ func (n *Node) Fetch(ctx context.Context, torrentBytes []byte, destPath string, 
 	if err := os.MkdirAll(filepath.Dir(dest), 0o750); err != nil {
 		return fmt.Errorf("swarm: fetch %s: %w", info.Name, err)
 	}
+	plan := n.plan(info.NumPieces())
+	if !n.cfg.NoStagger {
+		// Before the torrent is added: the origin may send its pieces
+		// as soon as it is connected.
+		n.originMu.Lock()
+		n.originSlots[ih] = &originView{pieces: plan.pieces, begin: plan.slotBegin(plan.index), end: plan.slotBegin(plan.index + 1)}
+		n.originMu.Unlock()
+		defer func() {
+			n.originMu.Lock()
+			delete(n.originSlots, ih)
+			n.originMu.Unlock()
+		}()
+	}
 	t, err := n.add(ctx, mi, &slot{path: dest, corrupt: n.cfg.corrupt}, false, torrent.AddTorrentOpts{})
 	if err != nil {
 		return err
 	}
 	staggerDone := make(chan struct{})
 	defer close(staggerDone)
-	go n.stagger(t, mi.UrlList, staggerDone)
+	go n.stagger(t, plan, mi.UrlList, staggerDone)
 	total := info.Length
 	start := time.Now()
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -390,16 +462,8 @@ func syncFile(path string) error {
 // It also adds the torrent's web seeds once the fetch has made no progress
 // for webSeedAfter: anacrolix would otherwise fetch from them alongside the
 // peers, and they are the image server.
-func (n *Node) stagger(t *torrent.Torrent, webSeeds []string, done <-chan struct{}) {
-	np := t.NumPieces()
-	idx, cnt := n.cfg.Index, n.cfg.Count
-	if cnt <= 0 {
-		h := fnv.New32a()
-		h.Write([]byte(n.cfg.ID))
-		cnt = 16
-		idx = int(h.Sum32() % uint32(cnt))
-	}
-	plan := piecePlan{pieces: np, index: idx % cnt, count: cnt}
+func (n *Node) stagger(t *torrent.Torrent, plan piecePlan, webSeeds []string, done <-chan struct{}) {
+	np := plan.pieces
 	set := make([]torrent.PiecePriority, np) // as set by us; all None now
 	complete := make([]bool, np)
 	want := make([]torrent.PiecePriority, np)
@@ -442,6 +506,7 @@ func (n *Node) stagger(t *torrent.Torrent, webSeeds []string, done <-chan struct
 				plan.stealing = true
 				dirty = true
 				n.log.Debug("swarm: fetch stalled, taking other slots too", "infohash", t.InfoHash().HexString())
+				n.showWholeOrigin(t)
 			}
 			// Peers' pieces change as they complete them; 200 ms late
 			// is soon enough, and the union costs a copy per peer.
@@ -485,6 +550,48 @@ func (n *Node) stagger(t *torrent.Torrent, webSeeds []string, done <-chan struct
 	}
 }
 
+// plan is this node's piecePlan for a torrent of np pieces.
+func (n *Node) plan(np int) piecePlan {
+	idx, cnt := n.cfg.Index, n.cfg.Count
+	if cnt <= 0 {
+		h := fnv.New32a()
+		h.Write([]byte(n.cfg.ID))
+		cnt = 16
+		idx = int(h.Sum32() % uint32(cnt))
+	}
+	return piecePlan{pieces: np, index: idx % cnt, count: cnt}
+}
+
+// showWholeOrigin ends a stalled fetch's restricted view of the origin
+// (see originView): it reconnects to the origin, whose bitfield then
+// arrives unchanged. anacrolix cannot be told a peer has more pieces
+// than it announced, except by the peer.
+func (n *Node) showWholeOrigin(t *torrent.Torrent) {
+	n.originMu.Lock()
+	v := n.originSlots[t.InfoHash()]
+	if v == nil || v.full {
+		n.originMu.Unlock()
+		return
+	}
+	v.full = true
+	n.originMu.Unlock()
+	for _, pc := range t.PeerConns() {
+		if !strings.HasPrefix(string(pc.PeerID[:]), originPeerIDPrefix) {
+			continue
+		}
+		addr, ok := pc.RemoteAddr.(*net.TCPAddr)
+		if !ok {
+			continue
+		}
+		redial := *addr
+		if pc.PeerListenPort > 0 {
+			redial.Port = pc.PeerListenPort
+		}
+		pc.Close()
+		t.AddPeers([]torrent.PeerInfo{{Id: pc.PeerID, Addr: &redial, Source: torrent.PeerSourceTracker, Trusted: true}})
+	}
+}
+
 // How long a fetch may make no progress before the node takes other
 // nodes' slots too, and before it adds the web seeds (anacrolix then takes
 // up to 5 s more to use them).
@@ -509,10 +616,14 @@ type piecePlan struct {
 	stealing             bool
 }
 
-// window is how many pieces of the node's own slot are wanted at once:
-// enough to keep requests to several peers in flight, few enough that the
-// order is kept.
-func (p piecePlan) window() int { return min(max(p.pieces/(2*p.count), 4), 32) }
+// window is how many pieces of the node's own slot are wanted at once: one
+// arriving and one queued behind it, independent of the torrent's size and
+// the swarm's. A peer serves a connection's queued requests in no
+// particular order (anacrolix picks them from a map), so the pieces of a
+// window all complete near its end, and a node passes on only complete
+// pieces: with windows of 16 pieces its peers got its pieces 2–5 s after
+// the origin started sending them.
+func (p piecePlan) window() int { return 2 }
 
 func (p piecePlan) slotBegin(j int) int { return j * p.pieces / p.count }
 

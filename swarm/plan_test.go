@@ -29,7 +29,7 @@ func render(want []torrent.PiecePriority, complete []bool) string {
 }
 
 func TestPiecePlan(t *testing.T) {
-	// 24 pieces, 3 nodes: slots of 8, windows of 4.
+	// 24 pieces, 3 nodes: slots of 8, windows of 2.
 	for _, tc := range []struct {
 		name      string
 		plan      piecePlan
@@ -39,28 +39,28 @@ func TestPiecePlan(t *testing.T) {
 	}{
 		{"cold start, node 0", piecePlan{pieces: 24, index: 0, count: 3},
 			"........................", nil,
-			"HHHH...................."},
+			"HH......................"},
 		{"cold start, node 2", piecePlan{pieces: 24, index: 2, count: 3},
 			"........................", nil,
-			"................HHHH...."},
+			"................HH......"},
 		{"window slides past complete pieces", piecePlan{pieces: 24, index: 1, count: 3},
 			"........##.#............", nil,
-			"........##H#HHH........."},
+			"........##H#H..........."},
 		{"pieces peers have come next", piecePlan{pieces: 24, index: 0, count: 3},
 			"........................", []uint32{8, 9, 17, 2},
-			"HHHH....nn.......n......"},
+			"HHn.....nn.......n......"},
 		{"own slot done: wait, do not steal", piecePlan{pieces: 24, index: 0, count: 3},
 			"########................", nil,
 			"########................"},
 		{"stalled: steal next slots from their ends", piecePlan{pieces: 24, index: 0, count: 3, stealing: true},
 			"########.............#..", nil,
-			"########....HHHH.....#.."},
+			"########......HH.....#.."},
 		{"stalled, next slot done: the one after", piecePlan{pieces: 24, index: 0, count: 3, stealing: true},
 			"################.....#..", nil,
-			"################...HH#HH"},
+			"################.....#HH"},
 		{"uneven slots", piecePlan{pieces: 10, index: 2, count: 3},
 			"..........", nil,
-			"......HHHH"},
+			"......HH.."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			complete := make([]bool, tc.plan.pieces)
